@@ -1,0 +1,191 @@
+"""Activities: one service call each, synchronous, run on the worker's thread pool.
+
+Every activity may run more than once (retries, worker crashes, timeouts); the services they call
+are idempotent, keyed by the deterministic event ids and the payment_id the workflow passes in.
+Each first passes through `flaky_call()`, the simulated network of the seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from django.db import close_old_connections
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from lifecycle import providers
+from lifecycle.states import EventType, State
+from lifecycle.types import AddressUpdateInput, OrderInput, PaymentInput, PaymentResult, StepInput
+from lifecycle.validation import order_problems
+from lifecycle.workflows import DISPATCH_REFUSED, ORDER_REJECTED, PAYMENT_CONFLICT, event_id
+from orders import services
+
+logger = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_db(fn: F) -> F:
+    """Workers never see Django's request cycle: drop stale connections around each attempt."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        close_old_connections()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _transition(step: StepInput, event_type: EventType, state: State | None, **payload: Any) -> None:
+    providers.flaky_call()
+    body = {**step.payload, **payload}
+    if step.actor:
+        body["actor"] = step.actor
+    if step.reason:
+        body["reason"] = step.reason
+    services.record_transition(
+        order_id=step.order_id, event_id=step.event_id, event_type=event_type, payload=body, state=state
+    )
+
+
+@activity.defn
+@with_db
+def order_received(order: OrderInput) -> None:
+    providers.flaky_call()
+    services.order_receive(
+        order_id=order.order_id,
+        payment_id=order.payment_id,
+        items=order.items,
+        address=order.address,
+        event_id=event_id(order.order_id, EventType.ORDER_RECEIVED),
+    )
+
+
+@activity.defn
+@with_db
+def order_validated(step: StepInput) -> None:
+    from orders.models import Order
+
+    items = Order.objects.values_list("items_json", flat=True).get(id=step.order_id)
+    problem = order_problems(items)
+    if problem:
+        raise ApplicationError(problem, type=ORDER_REJECTED, non_retryable=True)
+    _transition(step, EventType.ORDER_VALIDATED, State.ORDER_VALIDATED)
+
+
+@activity.defn
+@with_db
+def review_requested(step: StepInput) -> None:
+    providers.flaky_call()
+    deadline = datetime.fromisoformat(step.payload["approval_deadline"])
+    services.order_set_state(order_id=step.order_id, state=State.AWAITING_APPROVAL, approval_deadline=deadline)
+
+
+@activity.defn
+@with_db
+def order_approved(step: StepInput) -> None:
+    _transition(step, EventType.ORDER_APPROVED, None)
+
+
+@activity.defn
+@with_db
+def approval_timed_out(step: StepInput) -> None:
+    _transition(step, EventType.APPROVAL_TIMEOUT, State.APPROVAL_TIMEOUT)
+
+
+@activity.defn
+@with_db
+def payment_charged(payment: PaymentInput) -> PaymentResult:
+    try:
+        row = services.payment_charge(
+            order_id=payment.order_id, payment_id=payment.payment_id, event_id=payment.event_id
+        )
+    except services.PaymentConflict as err:
+        raise ApplicationError(str(err), type=PAYMENT_CONFLICT, non_retryable=True) from err
+    return PaymentResult(row.payment_id, str(row.amount), row.status)
+
+
+@activity.defn
+@with_db
+def payment_refunded(payment: PaymentInput) -> PaymentResult:
+    row = services.payment_refund(order_id=payment.order_id, payment_id=payment.payment_id, event_id=payment.event_id)
+    return PaymentResult(row.payment_id, str(row.amount), row.status)
+
+
+@activity.defn
+@with_db
+def update_order_address(change: AddressUpdateInput) -> None:
+    providers.flaky_call()
+    services.order_address_update(
+        order_id=change.order_id, event_id=change.event_id, address=change.address, actor=change.actor
+    )
+
+
+@activity.defn
+@with_db
+def package_prepared(step: StepInput) -> None:
+    _transition(step, EventType.PACKAGE_PREPARED, State.SHIPPING)
+
+
+@activity.defn
+@with_db
+def carrier_dispatched(dispatch: AddressUpdateInput) -> str:
+    try:
+        tracking_number = providers.dispatch_to_carrier(order_id=dispatch.order_id, address=dispatch.address)
+    except providers.CarrierRefused as err:
+        raise ApplicationError(str(err), type=DISPATCH_REFUSED, non_retryable=True) from err
+    services.record_transition(
+        order_id=dispatch.order_id,
+        event_id=dispatch.event_id,
+        event_type=EventType.CARRIER_DISPATCHED,
+        payload={"address": dispatch.address, "tracking_number": tracking_number},
+    )
+    return tracking_number
+
+
+@activity.defn
+@with_db
+def order_shipped(step: StepInput) -> None:
+    _transition(step, EventType.ORDER_SHIPPED, State.SHIPPED)
+
+
+@activity.defn
+@with_db
+def order_completed(step: StepInput) -> None:
+    _transition(step, EventType.ORDER_COMPLETED, State.COMPLETED)
+
+
+@activity.defn
+@with_db
+def order_cancelled(step: StepInput) -> None:
+    _transition(step, EventType.ORDER_CANCELLED, State.CANCELLED)
+
+
+@activity.defn
+@with_db
+def order_failed(step: StepInput) -> None:
+    event_type = EventType(step.event_id.rsplit(":", 1)[-1])
+    _transition(step, event_type, State.FAILED)
+
+
+ORDER_ACTIVITIES = [
+    order_received,
+    order_validated,
+    review_requested,
+    order_approved,
+    approval_timed_out,
+    payment_charged,
+    payment_refunded,
+    update_order_address,
+    order_shipped,
+    order_completed,
+    order_cancelled,
+    order_failed,
+]
+SHIPPING_ACTIVITIES = [package_prepared, carrier_dispatched]

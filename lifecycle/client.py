@@ -1,0 +1,141 @@
+"""Talking to Temporal from Django: one lazily created client per event loop, reused.
+
+Under ASGI there is one event loop per web process, so one client. Sync code (admin, management
+commands) reaches these coroutines through asgiref's `async_to_sync`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from datetime import timedelta
+
+from django.conf import settings
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from lifecycle.states import Action
+from lifecycle.types import ActionResult, ActorRequest, AddressChange, OrderInput, StatusView, Tuning
+from lifecycle.workflows import OrderWorkflow
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Client] = weakref.WeakKeyDictionary()
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+UPDATE_NAMES = {Action.APPROVE: "approve", Action.CANCEL: "cancel", Action.UPDATE_ADDRESS: "change_address"}
+
+
+class TemporalUnavailable(Exception):
+    """Temporal (or a worker for the order) did not answer in time."""
+
+
+class ActionRefused(Exception):
+    """The workflow refused an action; `state` is the order's state as the workflow saw it."""
+
+    def __init__(self, detail: str, state: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.state = state
+
+
+async def get_client() -> Client:
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is not None:
+        return client
+    lock = _locks.setdefault(loop, asyncio.Lock())
+    async with lock:
+        client = _clients.get(loop)
+        if client is None:
+            try:
+                client = await Client.connect(settings.TEMPORAL_ADDRESS, namespace=settings.TEMPORAL_NAMESPACE)
+            except RuntimeError as err:  # the core SDK reports connection failures as RuntimeError
+                raise TemporalUnavailable(f"cannot reach Temporal at {settings.TEMPORAL_ADDRESS}: {err}") from err
+            _clients[loop] = client
+    return client
+
+
+def tuning_from_settings() -> Tuning:
+    return Tuning(
+        activity_timeout_seconds=settings.ACTIVITY_TIMEOUT_SECONDS,
+        activity_max_attempts=settings.ACTIVITY_MAX_ATTEMPTS,
+        approval_timeout_seconds=settings.APPROVAL_TIMEOUT_SECONDS,
+    )
+
+
+async def start_order_workflow(order: OrderInput) -> str:
+    """Start the order's workflow (id = order id) unless it already runs; returns its run id."""
+    client = await get_client()
+    run_timeout = settings.WORKFLOW_RUN_TIMEOUT_SECONDS
+    try:
+        handle = await client.start_workflow(
+            OrderWorkflow.run,
+            order,
+            id=order.order_id,
+            task_queue=settings.ORDER_TASK_QUEUE,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            run_timeout=timedelta(seconds=run_timeout) if run_timeout else None,
+        )
+    except WorkflowAlreadyStartedError as err:
+        if err.run_id:
+            return err.run_id
+        description = await client.get_workflow_handle(order.order_id).describe()
+        return description.run_id
+    except RPCError as err:
+        raise TemporalUnavailable(f"Temporal did not start the workflow: {err.message}") from err
+    return handle.result_run_id or ""
+
+
+async def send_action(order_id: str, action: Action, *, actor: str, address: dict[str, str] | None = None, reason: str = "") -> ActionResult:
+    """Ask the order's workflow to apply an action and wait for its verdict.
+
+    Raises ActionRefused when the workflow (or the fact that it has ended) refuses it, and
+    TemporalUnavailable when no verdict came in time.
+    """
+    client = await get_client()
+    handle = client.get_workflow_handle(order_id)
+    payload: ActorRequest | AddressChange
+    if action is Action.UPDATE_ADDRESS:
+        payload = AddressChange(address=address or {}, actor=actor)
+    else:
+        payload = ActorRequest(actor=actor, reason=reason)
+    try:
+        return await handle.execute_update(
+            UPDATE_NAMES[action],
+            payload,
+            result_type=ActionResult,
+            rpc_timeout=timedelta(seconds=settings.TEMPORAL_UPDATE_TIMEOUT_SECONDS),
+        )
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError):
+            state = cause.details[0] if cause.details else None
+            raise ActionRefused(cause.message, state=str(state) if state else None) from err
+        raise ActionRefused(f"the workflow refused the action: {cause}") from err
+    except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+        raise TemporalUnavailable("the order's workflow did not answer in time; check its status before retrying") from err
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise ActionRefused("the order's workflow has ended") from err
+        raise TemporalUnavailable(f"Temporal did not deliver the action: {err.message}") from err
+
+
+async def query_status(order_id: str) -> StatusView:
+    client = await get_client()
+    return await client.get_workflow_handle(order_id).query(OrderWorkflow.status)
+
+
+async def temporal_health() -> str:
+    """"ok", or why Temporal cannot be used."""
+    try:
+        client = await asyncio.wait_for(get_client(), timeout=5)
+        await asyncio.wait_for(client.service_client.check_health(), timeout=5)
+    except (TemporalUnavailable, RPCError, RuntimeError, asyncio.TimeoutError) as err:
+        return f"unreachable at {settings.TEMPORAL_ADDRESS}: {err or type(err).__name__}"
+    return "ok"

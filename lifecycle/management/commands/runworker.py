@@ -1,0 +1,73 @@
+"""`manage.py runworker`: host the order and shipping task-queue workers (or one of them)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError, connections
+from django.db.migrations.executor import MigrationExecutor
+from temporalio.client import Client
+
+from lifecycle.worker import QUEUES, WorkerConfig, run_workers
+
+
+class Command(BaseCommand):
+    help = "Run the Temporal workers of the order lifecycle (both task queues unless --queue is given)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--queue", choices=QUEUES, action="append", help="Only this queue (repeatable).")
+        parser.add_argument("--address", default=settings.TEMPORAL_ADDRESS, help="Temporal frontend host:port.")
+        parser.add_argument("--namespace", default=settings.TEMPORAL_NAMESPACE)
+        parser.add_argument("--threads", type=int, default=settings.WORKER_ACTIVITY_THREADS, help="Activity threads.")
+        parser.add_argument("--grace", type=float, default=settings.WORKER_GRACE_SECONDS, help="Seconds to drain on stop.")
+        parser.add_argument(
+            "--connect-timeout", type=float, default=30.0, help="Seconds to keep retrying an unreachable Temporal server."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self._check_database()
+        queues = tuple(options["queue"] or QUEUES)
+        config = WorkerConfig(
+            order_task_queue=settings.ORDER_TASK_QUEUE,
+            shipping_task_queue=settings.SHIPPING_TASK_QUEUE,
+            activity_threads=options["threads"],
+            grace_seconds=options["grace"],
+        )
+        try:
+            asyncio.run(self._run(options["address"], options["namespace"], options["connect_timeout"], queues, config))
+        except KeyboardInterrupt:
+            pass
+
+    async def _run(self, address: str, namespace: str, connect_timeout: float, queues: tuple[str, ...], config: WorkerConfig) -> None:
+        client = await self._connect(address, namespace, connect_timeout)
+        await run_workers(client, queues, config)
+
+    async def _connect(self, address: str, namespace: str, timeout: float) -> Client:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return await Client.connect(address, namespace=namespace)
+            except RuntimeError as err:
+                if time.monotonic() >= deadline:
+                    raise CommandError(f"Temporal is unreachable at {address} ({_first_line(err)}); is the server running?") from None
+                self.stderr.write(f"runworker: waiting for Temporal at {address} ...")
+                await asyncio.sleep(1.0)
+
+    def _check_database(self) -> None:
+        connection = connections["default"]
+        try:
+            executor = MigrationExecutor(connection)
+            pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        except DatabaseError as err:
+            raise CommandError(f"the database is unreachable ({_first_line(err)}); check DATABASE_URL") from None
+        if pending:
+            raise CommandError(f"{len(pending)} database migration(s) are not applied; run `python manage.py migrate` first")
+        connection.close()
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

@@ -1,0 +1,132 @@
+"""Dataclasses passed into and out of workflows, activities, signals, updates and queries.
+
+Plain values only (ids, strings, lists, dicts), never model instances: they cross the Temporal
+boundary as JSON. Amounts travel as strings so that Decimal totals stay exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+CLI_ACTOR = "temporal-signal"
+
+
+@dataclass
+class Tuning:
+    """Timeouts and retry limits, fixed per workflow at start so replays are deterministic."""
+
+    activity_timeout_seconds: float = 2.0
+    activity_max_attempts: int = 1000
+    approval_timeout_seconds: float = 300.0
+
+
+@dataclass
+class OrderInput:
+    order_id: str
+    payment_id: str
+    items: list[dict[str, Any]]
+    address: dict[str, Any]
+    tuning: Tuning = field(default_factory=Tuning)
+    shipping_task_queue: str = "shipping-tq"
+
+
+@dataclass
+class ActorRequest:
+    """Payload of approve and cancel (as signal or update); the seed's signals carry none."""
+
+    actor: str = CLI_ACTOR
+    reason: str = ""
+
+
+@dataclass
+class AddressChange:
+    """Payload of `update_address`: the seed's `{"address": {...}}`, plus who asked."""
+
+    address: dict[str, Any] = field(default_factory=dict)
+    actor: str = CLI_ACTOR
+
+
+@dataclass
+class ActionResult:
+    accepted: bool
+    state: str
+    detail: str = ""
+
+
+@dataclass
+class StepInput:
+    """Input of the activities that record one transition of an order."""
+
+    order_id: str
+    event_id: str
+    actor: str = ""
+    reason: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PaymentInput:
+    order_id: str
+    payment_id: str
+    event_id: str
+
+
+@dataclass
+class PaymentResult:
+    payment_id: str
+    amount: str
+    status: str
+
+
+@dataclass
+class AddressUpdateInput:
+    order_id: str
+    event_id: str
+    address: dict[str, Any]
+    actor: str
+
+
+@dataclass
+class ShippingInput:
+    order_id: str
+    address: dict[str, Any]
+    tuning: Tuning = field(default_factory=Tuning)
+
+
+@dataclass
+class DispatchOrder:
+    """Sent by the parent to the shipping child: hand the package to the carrier, at this address."""
+
+    address: dict[str, Any]
+
+
+@dataclass
+class DispatchFailure:
+    """Sent by the shipping child to its parent when the carrier refuses the package."""
+
+    order_id: str
+    reason: str
+
+
+@dataclass
+class ShippingResult:
+    order_id: str
+    dispatched: bool
+    detail: str = ""
+    tracking_number: str = ""
+
+
+@dataclass
+class StatusView:
+    order_id: str
+    state: str
+    approved: bool
+    approved_by: str
+    cancel_requested: bool
+    dispatch_started: bool
+    address: dict[str, Any]
+    approval_deadline: str | None
+    payment_status: str | None
+    failure_reason: str
+    allowed_actions: list[str] = field(default_factory=list)

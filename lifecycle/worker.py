@@ -1,0 +1,84 @@
+"""The two task-queue workers, built from settings and run until asked to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from lifecycle.activities import ORDER_ACTIVITIES, SHIPPING_ACTIVITIES
+from lifecycle.workflows import OrderWorkflow, ShippingWorkflow
+
+logger = logging.getLogger("lifecycle.worker")
+
+QUEUES = ("order", "shipping")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    order_task_queue: str
+    shipping_task_queue: str
+    activity_threads: int = 20
+    grace_seconds: float = 10.0
+
+
+def build_workers(client: Client, queues: tuple[str, ...], config: WorkerConfig, executor: ThreadPoolExecutor) -> list[Worker]:
+    common = {
+        "activity_executor": executor,
+        "max_concurrent_activities": config.activity_threads,
+        "graceful_shutdown_timeout": timedelta(seconds=config.grace_seconds),
+    }
+    workers = []
+    if "order" in queues:
+        workers.append(
+            Worker(
+                client,
+                task_queue=config.order_task_queue,
+                workflows=[OrderWorkflow],
+                activities=ORDER_ACTIVITIES,
+                **common,  # type: ignore[arg-type]
+            )
+        )
+    if "shipping" in queues:
+        workers.append(
+            Worker(
+                client,
+                task_queue=config.shipping_task_queue,
+                workflows=[ShippingWorkflow],
+                activities=SHIPPING_ACTIVITIES,
+                **common,  # type: ignore[arg-type]
+            )
+        )
+    return workers
+
+
+async def run_workers(client: Client, queues: tuple[str, ...], config: WorkerConfig, *, stop: asyncio.Event | None = None) -> None:
+    """Poll the chosen queues until SIGTERM/SIGINT (or `stop`), then drain within the grace period."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            pass
+    with ThreadPoolExecutor(max_workers=config.activity_threads, thread_name_prefix="activity") as executor:
+        workers = build_workers(client, queues, config, executor)
+        runs = [asyncio.create_task(worker.run()) for worker in workers]
+        names = ", ".join(worker.task_queue for worker in workers)
+        logger.info("runworker ready: polling %s (pid %s)", names, __import__("os").getpid())
+        stopped = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopped, *runs], return_when=asyncio.FIRST_COMPLETED)
+        if stopped in done:
+            logger.info("runworker stopping: draining in-flight activities (up to %ss)", config.grace_seconds)
+        await asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
+        for run in runs:
+            if run.done() and not run.cancelled() and run.exception() is not None:
+                raise run.exception()  # type: ignore[misc]
+        stopped.cancel()
+        logger.info("runworker stopped")

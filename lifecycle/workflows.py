@@ -1,0 +1,410 @@
+"""OrderWorkflow and its ShippingWorkflow child.
+
+The workflow owns an order's state: every change of `orders.state` is made by one of its
+activities, in order, and every human action is checked here against `lifecycle.states`.
+Nothing in this module imports Django.
+
+Human actions arrive two ways:
+- as Updates (`approve`, `cancel`, `change_address`) whose validators refuse what the order's
+  state does not allow, so the caller learns atomically whether the action was applied;
+- as the seed's signals (`approve_order`, `cancel_order`, `update_address`), e.g. from the
+  Temporal CLI; a signal the state does not allow is logged and ignored.
+
+Dispatch is a hand-shake so that "before the carrier is dispatched" has one exact moment: the
+child prepares the package and signals `package_ready`; the parent then closes cancel and address
+changes, waits for address changes already accepted, and sends `dispatch` with the final address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from lifecycle.states import Action, EventType, PaymentStatus, State, allows, refusal_reason
+    from lifecycle.types import (
+        ActionResult,
+        ActorRequest,
+        AddressChange,
+        AddressUpdateInput,
+        DispatchFailure,
+        DispatchOrder,
+        OrderInput,
+        PaymentInput,
+        PaymentResult,
+        ShippingInput,
+        ShippingResult,
+        StatusView,
+        StepInput,
+        Tuning,
+    )
+    from lifecycle.validation import address_problems
+
+# Error types an activity raises for a permanent business failure: retrying cannot help.
+ORDER_REJECTED = "OrderRejected"
+DISPATCH_REFUSED = "DispatchRefused"
+PAYMENT_CONFLICT = "PaymentConflict"
+NON_RETRYABLE_ERRORS = [ORDER_REJECTED, DISPATCH_REFUSED, PAYMENT_CONFLICT]
+ACTION_NOT_ALLOWED = "ActionNotAllowed"
+
+RETRY_INITIAL_INTERVAL = timedelta(milliseconds=5)
+RETRY_BACKOFF = 2.0
+RETRY_MAX_INTERVAL = timedelta(milliseconds=200)
+
+
+def activity_options(tuning: Tuning) -> dict[str, Any]:
+    return {
+        "start_to_close_timeout": timedelta(seconds=tuning.activity_timeout_seconds),
+        "retry_policy": RetryPolicy(
+            initial_interval=RETRY_INITIAL_INTERVAL,
+            backoff_coefficient=RETRY_BACKOFF,
+            maximum_interval=RETRY_MAX_INTERVAL,
+            maximum_attempts=tuning.activity_max_attempts,
+            non_retryable_error_types=NON_RETRYABLE_ERRORS,
+        ),
+    }
+
+
+def event_id(order_id: str, event_type: EventType, sequence: int | None = None) -> str:
+    """Deterministic event id: a retried activity finds its event already written."""
+    suffix = f":{sequence}" if sequence is not None else ""
+    return f"{order_id}:{event_type}{suffix}"
+
+
+def business_error(err: BaseException, error_type: str) -> ApplicationError | None:
+    """The ApplicationError of `error_type` behind an activity or child failure, if that is the cause."""
+    cause = err.__cause__ if isinstance(err, (ActivityError, ChildWorkflowError)) else err
+    while cause is not None:
+        if isinstance(cause, ApplicationError) and cause.type == error_type:
+            return cause
+        cause = cause.__cause__
+    return None
+
+
+@workflow.defn
+class OrderWorkflow:
+    @workflow.init
+    def __init__(self, order: OrderInput) -> None:
+        self._order = order
+        self._state = State.ORDER_RECEIVED
+        self._address: dict[str, Any] = dict(order.address)
+        self._approved_by: str | None = None
+        self._cancel: ActorRequest | None = None
+        self._package_ready = False
+        self._dispatch_started = False
+        self._dispatch_failure: DispatchFailure | None = None
+        self._address_changes = 0
+        self._address_changes_running = 0
+        self._address_lock = asyncio.Lock()
+        self._approval_deadline: str | None = None
+        self._payment_status: str | None = None
+        self._failure_reason = ""
+
+    # --- the lifecycle ------------------------------------------------------------------------
+    @workflow.run
+    async def run(self, order: OrderInput) -> str:
+        await self._activity("order_received", order)
+        if not await self._validate():
+            return await self._end()
+        if self._cancel is None:
+            await self._await_review()
+        if self._state is State.APPROVAL_TIMEOUT:
+            return await self._end()
+        if self._approved_by is not None:
+            await self._activity("order_approved", self._step(EventType.ORDER_APPROVED, actor=self._approved_by))
+        if self._cancel is None:
+            await self._charge()
+        if self._cancel is None:
+            await self._ship()
+        if self._cancel is not None and self._state not in (State.FAILED, State.COMPLETED):
+            await self._cancelled()
+        return await self._end()
+
+    async def _validate(self) -> bool:
+        try:
+            await self._activity("order_validated", self._step(EventType.ORDER_VALIDATED))
+        except ActivityError as err:
+            rejected = business_error(err, ORDER_REJECTED)
+            if rejected is None:
+                raise
+            await self._fail(EventType.ORDER_FAILED, rejected.message)
+            return False
+        self._state = State.ORDER_VALIDATED
+        return True
+
+    async def _await_review(self) -> None:
+        timeout = timedelta(seconds=self._order.tuning.approval_timeout_seconds)
+        self._approval_deadline = (workflow.now() + timeout).isoformat()
+        await self._activity(
+            "review_requested",
+            self._step(EventType.ORDER_VALIDATED, payload={"approval_deadline": self._approval_deadline}),
+        )
+        self._state = State.AWAITING_APPROVAL
+        try:
+            await workflow.wait_condition(
+                lambda: self._approved_by is not None or self._cancel is not None, timeout=timeout
+            )
+        except asyncio.TimeoutError:
+            self._state = State.APPROVAL_TIMEOUT
+            await self._activity(
+                "approval_timed_out",
+                self._step(EventType.APPROVAL_TIMEOUT, payload={"approval_deadline": self._approval_deadline}),
+            )
+
+    async def _charge(self) -> None:
+        order = self._order
+        payment = PaymentInput(order.order_id, order.payment_id, event_id(order.order_id, EventType.PAYMENT_CHARGED))
+        result: PaymentResult = await self._activity("payment_charged", payment, result_type=PaymentResult)
+        self._payment_status = result.status
+        self._state = State.PAYMENT_CHARGED
+
+    async def _ship(self) -> None:
+        order = self._order
+        self._state = State.SHIPPING
+        child = await workflow.start_child_workflow(
+            ShippingWorkflow.run,
+            ShippingInput(order.order_id, dict(self._address), order.tuning),
+            id=f"shipping-{order.order_id}",
+            task_queue=order.shipping_task_queue,
+        )
+        await workflow.wait_condition(
+            lambda: self._package_ready or self._cancel is not None or child.done()
+        )
+        if self._cancel is not None and not child.done():
+            await child.signal(ShippingWorkflow.abort)
+        elif not child.done():
+            # The cut-off: from here on cancel and address changes are refused.
+            self._dispatch_started = True
+            await workflow.wait_condition(lambda: self._address_changes_running == 0)
+            await child.signal(ShippingWorkflow.dispatch, DispatchOrder(dict(self._address)))
+        try:
+            result: ShippingResult = await child
+        except ChildWorkflowError as err:
+            result = ShippingResult(order.order_id, dispatched=False, detail=str(err.cause or err))
+        if self._cancel is not None and not self._dispatch_started:
+            return
+        if not result.dispatched:
+            reason = self._dispatch_failure.reason if self._dispatch_failure else result.detail
+            await self._refund()
+            await self._fail(EventType.DISPATCH_FAILED, reason or "the carrier refused the package")
+            return
+        self._state = State.SHIPPED
+        await self._activity(
+            "order_shipped", self._step(EventType.ORDER_SHIPPED, payload={"tracking_number": result.tracking_number})
+        )
+        self._state = State.COMPLETED
+        await self._activity("order_completed", self._step(EventType.ORDER_COMPLETED))
+
+    async def _cancelled(self) -> None:
+        assert self._cancel is not None
+        if self._payment_status == PaymentStatus.COMPLETED:
+            await self._refund()
+        self._state = State.CANCELLED
+        await self._activity(
+            "order_cancelled",
+            self._step(EventType.ORDER_CANCELLED, actor=self._cancel.actor, reason=self._cancel.reason),
+        )
+
+    async def _refund(self) -> None:
+        if self._payment_status != PaymentStatus.COMPLETED:
+            return
+        order = self._order
+        refund = PaymentInput(order.order_id, order.payment_id, event_id(order.order_id, EventType.PAYMENT_REFUNDED))
+        result: PaymentResult = await self._activity("payment_refunded", refund, result_type=PaymentResult)
+        self._payment_status = result.status
+
+    async def _fail(self, event_type: EventType, reason: str) -> None:
+        self._state = State.FAILED
+        self._failure_reason = reason
+        await self._activity("order_failed", self._step(event_type, reason=reason))
+
+    async def _end(self) -> str:
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._state.value
+
+    # --- helpers ------------------------------------------------------------------------------
+    def _step(self, event_type: EventType, *, actor: str = "", reason: str = "", payload: dict[str, Any] | None = None) -> StepInput:
+        return StepInput(
+            order_id=self._order.order_id,
+            event_id=event_id(self._order.order_id, event_type),
+            actor=actor,
+            reason=reason,
+            payload=payload or {},
+        )
+
+    async def _activity(self, name: str, arg: Any, *, result_type: type | None = None) -> Any:
+        return await workflow.execute_activity(
+            name, arg, result_type=result_type, **activity_options(self._order.tuning)
+        )
+
+    def _refusal(self, action: Action) -> str:
+        return refusal_reason(
+            action, self._state, approved=self._approved_by is not None, dispatch_started=self._dispatch_started
+        ) or ("a cancellation is already under way" if self._cancel is not None else "")
+
+    def _check(self, action: Action) -> None:
+        reason = self._refusal(action)
+        if reason:
+            raise ApplicationError(f"Cannot {action.value.replace('_', ' ')}: {reason}", self._state.value, type=ACTION_NOT_ALLOWED)
+
+    def _accept_approval(self, request: ActorRequest) -> ActionResult:
+        self._approved_by = request.actor or "unknown"
+        return ActionResult(True, self._state.value, "approved")
+
+    def _accept_cancel(self, request: ActorRequest) -> ActionResult:
+        self._cancel = request
+        return ActionResult(True, self._state.value, "cancellation accepted")
+
+    async def _change_address(self, change: AddressChange) -> ActionResult:
+        # Counted before the first await so the dispatch cut-off waits for this change.
+        self._address_changes_running += 1
+        try:
+            async with self._address_lock:
+                self._address_changes += 1
+                sequence = self._address_changes
+                await self._activity(
+                    "update_order_address",
+                    AddressUpdateInput(
+                        order_id=self._order.order_id,
+                        event_id=event_id(self._order.order_id, EventType.ADDRESS_UPDATED, sequence),
+                        address=dict(change.address),
+                        actor=change.actor,
+                    ),
+                )
+                self._address = dict(change.address)
+        finally:
+            self._address_changes_running -= 1
+        return ActionResult(True, self._state.value, "address updated")
+
+    # --- updates: the API's way in, refused atomically when not allowed ------------------------
+    @workflow.update(name="approve")
+    def approve(self, request: ActorRequest) -> ActionResult:
+        return self._accept_approval(request)
+
+    @approve.validator
+    def _validate_approve(self, request: ActorRequest) -> None:
+        self._check(Action.APPROVE)
+
+    @workflow.update(name="cancel")
+    def cancel(self, request: ActorRequest) -> ActionResult:
+        return self._accept_cancel(request)
+
+    @cancel.validator
+    def _validate_cancel(self, request: ActorRequest) -> None:
+        self._check(Action.CANCEL)
+
+    @workflow.update(name="change_address")
+    async def change_address(self, change: AddressChange) -> ActionResult:
+        return await self._change_address(change)
+
+    @change_address.validator
+    def _validate_change_address(self, change: AddressChange) -> None:
+        self._check(Action.UPDATE_ADDRESS)
+        problems = address_problems(change.address)
+        if problems:
+            raise ApplicationError(f"Invalid address: {problems}", self._state.value, type="InvalidAddress")
+
+    # --- the seed's signals -------------------------------------------------------------------
+    @workflow.signal(name="approve_order")
+    def approve_order(self, request: ActorRequest | None = None) -> None:
+        if self._ignored(Action.APPROVE):
+            return
+        self._accept_approval(request or ActorRequest())
+
+    @workflow.signal(name="cancel_order")
+    def cancel_order(self, request: ActorRequest | None = None) -> None:
+        if self._ignored(Action.CANCEL):
+            return
+        self._accept_cancel(request or ActorRequest())
+
+    @workflow.signal(name="update_address")
+    async def update_address(self, change: AddressChange) -> None:
+        if self._ignored(Action.UPDATE_ADDRESS):
+            return
+        if address_problems(change.address):
+            workflow.logger.warning("Ignoring update_address with an invalid address for %s", self._order.order_id)
+            return
+        await self._change_address(change)
+
+    def _ignored(self, action: Action) -> bool:
+        reason = self._refusal(action)
+        if reason:
+            workflow.logger.warning("Ignoring %s signal for %s: %s", action.value, self._order.order_id, reason)
+        return bool(reason)
+
+    # --- from the shipping child --------------------------------------------------------------
+    @workflow.signal(name="package_ready")
+    def package_ready(self) -> None:
+        self._package_ready = True
+
+    @workflow.signal(name="dispatch_failed")
+    def dispatch_failed(self, failure: DispatchFailure) -> None:
+        self._dispatch_failure = failure
+
+    @workflow.query(name="status")
+    def status(self) -> StatusView:
+        return StatusView(
+            order_id=self._order.order_id,
+            state=self._state.value,
+            approved=self._approved_by is not None,
+            approved_by=self._approved_by or "",
+            cancel_requested=self._cancel is not None,
+            dispatch_started=self._dispatch_started,
+            address=self._address,
+            approval_deadline=self._approval_deadline,
+            payment_status=self._payment_status,
+            failure_reason=self._failure_reason,
+            allowed_actions=[a.value for a in Action if not self._refusal(a)],
+        )
+
+
+@workflow.defn
+class ShippingWorkflow:
+    def __init__(self) -> None:
+        self._dispatch: DispatchOrder | None = None
+        self._aborted = False
+
+    @workflow.run
+    async def run(self, shipping: ShippingInput) -> ShippingResult:
+        options = activity_options(shipping.tuning)
+        order_id = shipping.order_id
+        await workflow.execute_activity(
+            "package_prepared", StepInput(order_id, event_id(order_id, EventType.PACKAGE_PREPARED)), **options
+        )
+        parent = workflow.info().parent
+        parent_handle = workflow.get_external_workflow_handle(parent.workflow_id) if parent else None
+        if parent_handle is None:
+            self._dispatch = DispatchOrder(shipping.address)
+        else:
+            await parent_handle.signal("package_ready")
+        await workflow.wait_condition(lambda: self._dispatch is not None or self._aborted)
+        if self._dispatch is None:
+            return ShippingResult(order_id, dispatched=False, detail="shipment aborted: the order was cancelled")
+        try:
+            tracking_number: str = await workflow.execute_activity(
+                "carrier_dispatched",
+                AddressUpdateInput(order_id, event_id(order_id, EventType.CARRIER_DISPATCHED), self._dispatch.address, ""),
+                result_type=str,
+                **options,
+            )
+        except ActivityError as err:
+            refused = business_error(err, DISPATCH_REFUSED)
+            if refused is None:
+                raise
+            if parent_handle is not None:
+                await parent_handle.signal("dispatch_failed", DispatchFailure(order_id, refused.message))
+            return ShippingResult(order_id, dispatched=False, detail=refused.message)
+        return ShippingResult(order_id, dispatched=True, tracking_number=tracking_number)
+
+    @workflow.signal(name="dispatch")
+    def dispatch(self, order: DispatchOrder) -> None:
+        self._dispatch = order
+
+    @workflow.signal(name="abort")
+    def abort(self) -> None:
+        self._aborted = True

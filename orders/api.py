@@ -1,0 +1,327 @@
+"""The JSON API, on the seed's paths. Thin: it checks who asks, then calls services and Temporal.
+
+Every error answers JSON with a human-readable `detail`; a refused request writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI, Schema
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import HttpBearer
+from pydantic import ConfigDict, Field, StrictInt
+
+from lifecycle.client import ActionRefused, TemporalUnavailable, send_action, start_order_workflow, temporal_health, tuning_from_settings
+from lifecycle.states import END_STATES, Action, refusal_reason
+from lifecycle.types import OrderInput
+from lifecycle.validation import address_problems, order_id_problem
+from orders import selectors, services
+from orders.models import Order
+from orders.tokens import token_authenticate
+
+logger = logging.getLogger(__name__)
+
+MAX_TOTAL = Decimal("99999999.99")
+PERMISSIONS = {
+    "start": "orders.add_order",
+    "status": "orders.view_order",
+    Action.APPROVE: "orders.approve_order",
+    Action.CANCEL: "orders.cancel_order",
+    Action.UPDATE_ADDRESS: "orders.change_order_address",
+}
+
+
+class TokenAuth(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> Any:
+        user = token_authenticate(token)
+        if user is not None:
+            request.user = user  # type: ignore[assignment]
+        return user
+
+
+api = NinjaAPI(
+    title="Order Lifecycle API",
+    version="1.0",
+    description="Orders run as Temporal workflows with a human approval step. Send `Authorization: Bearer <token>`.",
+    openapi_url="/openapi.json",
+    docs_url="/docs",
+    auth=TokenAuth(),
+    urls_namespace="api",
+)
+
+
+# --- schemas ---------------------------------------------------------------------------------
+class ItemIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    price: Decimal = Field(gt=0, max_digits=10, decimal_places=2, allow_inf_nan=False)
+    quantity: StrictInt = Field(ge=1, le=10_000)
+
+
+class StartIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+    payment_id: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+    items: list[ItemIn] = Field(min_length=1, max_length=100)
+    address: dict[str, Any]
+
+
+class AddressIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+    address: dict[str, Any]
+
+
+class StartOut(Schema):
+    order_id: str
+    workflow_id: str
+    run_id: str
+    state: str
+
+
+class ActionOut(Schema):
+    order_id: str
+    action: str
+    accepted: bool
+    state: str
+    detail: str
+
+
+class ErrorOut(Schema):
+    detail: str
+    errors: dict[str, str] | None = None
+    state: str | None = None
+
+
+class PaymentOut(Schema):
+    payment_id: str
+    status: str | None
+    amount: str | None
+
+
+class EventOut(Schema):
+    id: str
+    type: str
+    timestamp: str
+    payload: dict[str, Any]
+
+
+class StatusOut(Schema):
+    order_id: str
+    workflow_id: str
+    run_id: str | None
+    state: str
+    items: list[dict[str, Any]]
+    address: dict[str, Any]
+    total: str
+    payment: PaymentOut
+    approval_deadline: str | None
+    allowed_actions: list[str]
+    created_at: str
+    updated_at: str
+    events: list[EventOut]
+
+
+class HealthOut(Schema):
+    status: str
+    database: str
+    temporal: str
+    detail: str | None = None
+
+
+# --- errors ----------------------------------------------------------------------------------
+class ApiError(Exception):
+    def __init__(self, status: int, detail: str, *, errors: dict[str, str] | None = None, state: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.body: dict[str, Any] = {"detail": detail}
+        if errors:
+            self.body["errors"] = errors
+        if state:
+            self.body["state"] = state
+
+
+def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "payload", "path", "query")]
+    return ".".join(parts) or "body"
+
+
+def bad_request(errors: dict[str, str]) -> ApiError:
+    return ApiError(400, "; ".join(f"{name}: {msg}" for name, msg in errors.items()), errors=errors)
+
+
+@api.exception_handler(ApiError)
+def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
+    return api.create_response(request, exc.body, status=exc.status)
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    errors: dict[str, str] = {}
+    for error in exc.errors:
+        name = _field_name(error.get("loc", ()))
+        message = str(error.get("msg", "is invalid"))
+        if error.get("type") == "json_invalid" or name == "body" and "JSON" in message:
+            name, message = "body", "is not valid JSON"
+        errors.setdefault(name, message)
+    return _api_error(request, bad_request(errors))
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthorized(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return api.create_response(
+        request, {"detail": "a valid API token is required: send Authorization: Bearer <token>"}, status=401
+    )
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
+
+
+@api.exception_handler(TemporalUnavailable)
+def _temporal_unavailable(request: HttpRequest, exc: TemporalUnavailable) -> HttpResponse:
+    logger.warning("Temporal unavailable for %s: %s", request.path, exc)
+    return api.create_response(request, {"detail": f"temporal: {exc}"}, status=503)
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    logger.exception("Unexpected error on %s %s", request.method, request.path)
+    return api.create_response(request, {"detail": "internal error; it has been logged"}, status=500)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+async def _require(request: HttpRequest, permission: str) -> None:
+    if not await sync_to_async(request.user.has_perm)(permission):
+        raise ApiError(403, f"your account lacks the permission {permission}")
+
+
+def _actor(request: HttpRequest) -> str:
+    return f"{request.user.get_username()} (api)"
+
+
+def _check_order_id(order_id: str) -> None:
+    problem = order_id_problem(order_id)
+    if problem:
+        raise bad_request({"order_id": problem})
+
+
+# --- endpoints -------------------------------------------------------------------------------
+@api.post(
+    "/orders/{order_id}/start",
+    response={200: StartOut, 201: StartOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 409: ErrorOut, 413: ErrorOut, 503: ErrorOut},
+    summary="Start an order's workflow (idempotent)",
+)
+async def start_order(request: HttpRequest, order_id: str, payload: StartIn) -> tuple[int, dict[str, Any]]:
+    _check_order_id(order_id)
+    await _require(request, PERMISSIONS["start"])
+    problems = address_problems(payload.address)
+    if problems:
+        raise bad_request(problems)
+    items = [item.model_dump() for item in payload.items]
+    total = sum((item.price * item.quantity for item in payload.items), Decimal("0"))
+    if total > MAX_TOTAL:
+        raise bad_request({"items": f"the order total {total} exceeds {MAX_TOTAL}"})
+    try:
+        outcome = await sync_to_async(services.order_start)(
+            order_id=order_id, payment_id=payload.payment_id, items=items, address=payload.address
+        )
+    except services.OrderConflict as err:
+        raise ApiError(409, str(err)) from err
+    order = outcome.order
+    run_id = order.workflow_run_id
+    if not run_id:
+        run_id = await start_order_workflow(
+            OrderInput(
+                order_id=order.id,
+                payment_id=order.payment_id,
+                items=order.items_json,
+                address=payload.address,
+                tuning=tuning_from_settings(),
+                shipping_task_queue=_shipping_queue(),
+            )
+        )
+        await sync_to_async(services.order_set_run_id)(order_id=order.id, run_id=run_id)
+    state = await Order.objects.filter(id=order.id).values_list("state", flat=True).aget()
+    return (201 if outcome.created else 200), {"order_id": order.id, "workflow_id": order.id, "run_id": run_id, "state": state}
+
+
+def _shipping_queue() -> str:
+    from django.conf import settings
+
+    return str(settings.SHIPPING_TASK_QUEUE)
+
+
+async def _act(request: HttpRequest, order_id: str, action: Action, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    await _require(request, PERMISSIONS[action])
+    state = await Order.objects.filter(id=order_id).values_list("state", flat=True).afirst()
+    if state is None:
+        raise ApiError(404, f"order_id: no order {order_id!r}")
+    if state in END_STATES:
+        raise ApiError(409, f"Cannot {action.value.replace('_', ' ')}: {refusal_reason(action, state)}", state=state)
+    try:
+        result = await send_action(order_id, action, actor=_actor(request), **kwargs)
+    except ActionRefused as err:
+        current = err.state or await Order.objects.filter(id=order_id).values_list("state", flat=True).aget()
+        raise ApiError(409, err.detail, state=current) from err
+    return 202, {"order_id": order_id, "action": action.value, "accepted": True, "state": result.state, "detail": result.detail}
+
+
+ACTION_RESPONSES: dict[int, Any] = {202: ActionOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 503: ErrorOut}
+
+
+@api.post("/orders/{order_id}/signals/approve", response=ACTION_RESPONSES, summary="Approve an order awaiting review")
+async def approve_order(request: HttpRequest, order_id: str) -> tuple[int, dict[str, Any]]:
+    return await _act(request, order_id, Action.APPROVE)
+
+
+@api.post("/orders/{order_id}/signals/cancel", response=ACTION_RESPONSES, summary="Cancel an order (refunds a charged payment)")
+async def cancel_order(request: HttpRequest, order_id: str) -> tuple[int, dict[str, Any]]:
+    return await _act(request, order_id, Action.CANCEL)
+
+
+@api.post(
+    "/orders/{order_id}/signals/update-address",
+    response={**ACTION_RESPONSES, 400: ErrorOut, 413: ErrorOut},
+    summary="Change the shipping address before dispatch",
+)
+async def update_address(request: HttpRequest, order_id: str, payload: AddressIn) -> tuple[int, dict[str, Any]]:
+    problems = address_problems(payload.address)
+    if problems:
+        raise bad_request(problems)
+    return await _act(request, order_id, Action.UPDATE_ADDRESS, address=payload.address)
+
+
+@api.get("/orders/{order_id}/status", response={200: StatusOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut}, summary="An order's state, payment and timeline")
+async def order_status(request: HttpRequest, order_id: str) -> tuple[int, dict[str, Any]]:
+    await _require(request, PERMISSIONS["status"])
+    status = await sync_to_async(selectors.order_status)(order_id=order_id)
+    if status is None:
+        raise ApiError(404, f"order_id: no order {order_id!r}")
+    return 200, status
+
+
+def _database_health() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as err:
+        return f"unreachable: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
+    return "ok"
+
+
+@api.get("/health", auth=None, response={200: HealthOut, 503: HealthOut}, summary="Whether the database and Temporal answer")
+async def health(request: HttpRequest) -> tuple[int, dict[str, Any]]:
+    database = await sync_to_async(_database_health)()
+    temporal = await temporal_health()
+    down = [name for name, value in (("database", database), ("temporal", temporal)) if value != "ok"]
+    body: dict[str, Any] = {"status": "ok" if not down else "unavailable", "database": database, "temporal": temporal}
+    if down:
+        body["detail"] = f"{' and '.join(down)} down"
+        return 503, body
+    return 200, body

@@ -1,0 +1,35 @@
+"""Refuse oversized request bodies with a JSON 413 before any view parses them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+EXEMPT_PREFIXES = ("/admin/", "/review/", "/accounts/")
+
+
+class BodySizeLimitMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method in ("POST", "PUT", "PATCH") and not request.path.startswith(EXEMPT_PREFIXES):
+            limit = settings.API_MAX_BODY_BYTES
+            too_big = JsonResponse(
+                {"detail": f"body: the request body exceeds {limit // 1024} KiB"}, status=413
+            )
+            try:
+                declared = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                declared = 0
+            if declared > limit:
+                return too_big
+            try:
+                if len(request.body) > limit:
+                    return too_big
+            except RequestDataTooBig:
+                return too_big
+        return self.get_response(request)

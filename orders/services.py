@@ -1,0 +1,214 @@
+"""Services that write orders, payments and events.
+
+The start service records the order as received (the idempotency record of the start request);
+after that, only the workflow's activities call the writers below, each once per transition, each
+safe to run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from lifecycle import providers
+from lifecycle.states import EventType, PaymentStatus, State
+from lifecycle.validation import order_total
+from orders.models import Event, Order, Payment
+
+logger = logging.getLogger(__name__)
+
+
+class OrderConflict(Exception):
+    """A start request that collides with an existing order or payment."""
+
+
+class PaymentConflict(Exception):
+    """A payment_id that belongs to another order."""
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    order: Order
+    created: bool
+
+
+def normalize_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Items as stored: prices as exact two-place decimal strings, quantities as ints."""
+    return [
+        {
+            "name": str(item["name"]),
+            "price": str(Decimal(str(item["price"])).quantize(Decimal("0.01"))),
+            "quantity": int(item["quantity"]),
+        }
+        for item in items
+    ]
+
+
+def request_digest(*, payment_id: str, items: list[dict[str, Any]], address: dict[str, Any]) -> str:
+    """A fingerprint of a start request's body, to tell a repeat from a conflicting reuse of an id."""
+    canonical = json.dumps({"payment_id": payment_id, "items": items, "address": address}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def order_start(*, order_id: str, payment_id: str, items: list[dict[str, Any]], address: dict[str, Any]) -> StartOutcome:
+    """Record a start request once; the same request again returns the same order.
+
+    Raises OrderConflict for the same id with another body, or a payment_id used by another order.
+    """
+    items = normalize_items(items)
+    digest = request_digest(payment_id=payment_id, items=items, address=address)
+    for _ in range(2):  # a second pass settles a race with an identical concurrent request
+        existing = Order.objects.filter(id=order_id).first()
+        if existing is not None:
+            if existing.request_digest == digest:
+                return StartOutcome(existing, created=False)
+            raise OrderConflict(f"order {order_id} already exists with a different body")
+        other = Order.objects.filter(payment_id=payment_id).values_list("id", flat=True).first()
+        if other is not None:
+            raise OrderConflict(f"payment_id {payment_id} is already used by another order")
+        try:
+            with transaction.atomic():
+                order = Order.objects.create(
+                    id=order_id,
+                    state=State.ORDER_RECEIVED,
+                    items_json=items,
+                    address_json=address,
+                    payment_id=payment_id,
+                    total=order_total(items),
+                    request_digest=digest,
+                )
+            return StartOutcome(order, created=True)
+        except IntegrityError:
+            continue
+    raise OrderConflict(f"order {order_id} or payment_id {payment_id} is already in use")
+
+
+def order_set_run_id(*, order_id: str, run_id: str) -> None:
+    Order.objects.filter(id=order_id, workflow_run_id="").update(workflow_run_id=run_id)
+
+
+# --- transitions, called by activities -------------------------------------------------------
+def record_transition(
+    *,
+    order_id: str,
+    event_id: str,
+    event_type: EventType,
+    payload: dict[str, Any],
+    state: State | None = None,
+    order_fields: dict[str, Any] | None = None,
+) -> bool:
+    """Write one event and the order's new state in one transaction, once.
+
+    Returns False when the event already exists (the activity ran before); nothing is written then.
+    """
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            if Event.objects.filter(id=event_id).exists():
+                return False
+            fields: dict[str, Any] = {"updated_at": now, **(order_fields or {})}
+            if state is not None:
+                fields["state"] = state
+            Order.objects.filter(id=order_id).update(**fields)
+            Event.objects.create(id=event_id, order_id=order_id, type=event_type, payload_json=payload, timestamp=now)
+    except IntegrityError:
+        if Event.objects.filter(id=event_id).exists():
+            return False
+        raise
+    return True
+
+
+def order_set_state(*, order_id: str, state: State, **order_fields: Any) -> None:
+    """A state change that the contract records without an event (AWAITING_APPROVAL)."""
+    Order.objects.filter(id=order_id).update(state=state, updated_at=timezone.now(), **order_fields)
+
+
+def order_receive(*, order_id: str, payment_id: str, items: list[dict[str, Any]], address: dict[str, Any], event_id: str) -> None:
+    """Record ORDER_RECEIVED; create the row if the workflow was started without the API."""
+    items = normalize_items(items)
+    Order.objects.get_or_create(
+        id=order_id,
+        defaults={
+            "items_json": items,
+            "address_json": address,
+            "payment_id": payment_id,
+            "total": order_total(items),
+        },
+    )
+    record_transition(
+        order_id=order_id,
+        event_id=event_id,
+        event_type=EventType.ORDER_RECEIVED,
+        payload={"items": items, "address": address, "payment_id": payment_id, "total": str(order_total(items))},
+    )
+
+
+def payment_charge(*, order_id: str, payment_id: str, event_id: str) -> Payment:
+    """Charge an order's payment exactly once, whatever is retried.
+
+    1. Record the payment as PENDING (one row per payment_id; another order's id is refused).
+    2. Ask the provider to charge, outside any transaction, with payment_id as idempotency key.
+    3. Mark the payment COMPLETED and record PAYMENT_CHARGED with the new state, together.
+    """
+    order = Order.objects.get(id=order_id)
+    payment, _ = Payment.objects.get_or_create(
+        payment_id=payment_id, defaults={"order": order, "amount": order.total, "status": PaymentStatus.PENDING}
+    )
+    if payment.order_id != order_id:
+        raise PaymentConflict(f"payment_id {payment_id} belongs to another order")
+    if payment.status == PaymentStatus.PENDING:
+        movement = providers.charge(idempotency_key=payment_id, amount=payment.amount)
+        with transaction.atomic():
+            Payment.objects.filter(payment_id=payment_id, status=PaymentStatus.PENDING).update(
+                status=PaymentStatus.COMPLETED, updated_at=timezone.now()
+            )
+            record_transition(
+                order_id=order_id,
+                event_id=event_id,
+                event_type=EventType.PAYMENT_CHARGED,
+                payload={"payment_id": payment_id, "amount": str(movement.amount), "previous_status": PaymentStatus.PENDING},
+                state=State.PAYMENT_CHARGED,
+            )
+        payment.refresh_from_db()
+    return payment
+
+
+def payment_refund(*, order_id: str, payment_id: str, event_id: str) -> Payment:
+    """Give a charged payment back, exactly once (provider key: the payment_id, kind refund)."""
+    payment = Payment.objects.get(payment_id=payment_id, order_id=order_id)
+    if payment.status == PaymentStatus.COMPLETED:
+        movement = providers.refund(idempotency_key=payment_id, amount=payment.amount)
+        with transaction.atomic():
+            Payment.objects.filter(payment_id=payment_id, status=PaymentStatus.COMPLETED).update(
+                status=PaymentStatus.REFUNDED, updated_at=timezone.now()
+            )
+            record_transition(
+                order_id=order_id,
+                event_id=event_id,
+                event_type=EventType.PAYMENT_REFUNDED,
+                payload={"payment_id": payment_id, "amount": str(movement.amount), "previous_status": PaymentStatus.COMPLETED},
+            )
+        payment.refresh_from_db()
+    return payment
+
+
+def order_address_update(*, order_id: str, event_id: str, address: dict[str, Any], actor: str) -> None:
+    """Write the new address at once, with an ADDRESS_UPDATED event holding old and new."""
+    with transaction.atomic():
+        if Event.objects.filter(id=event_id).exists():
+            return
+        old = Order.objects.filter(id=order_id).values_list("address_json", flat=True).get()
+        record_transition(
+            order_id=order_id,
+            event_id=event_id,
+            event_type=EventType.ADDRESS_UPDATED,
+            payload={"old": old, "new": address, "actor": actor},
+            order_fields={"address_json": address},
+        )

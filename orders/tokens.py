@@ -1,0 +1,41 @@
+"""API tokens: random, shown once, stored as SHA-256 digests, revocable."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+
+from orders.models import ApiToken
+
+TOKEN_PREFIX = "olc_"
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_create(*, user: AbstractBaseUser, name: str = "") -> str:
+    """Create a token for `user` and return it in clear; only its digest is kept."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    ApiToken.objects.create(user=user, name=name, prefix=token[:10], key_hash=_digest(token))
+    return token
+
+
+def token_authenticate(token: str) -> AbstractBaseUser | None:
+    """The active user a live token belongs to, or None."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
+        return None
+    digest = _digest(token)
+    row = ApiToken.objects.select_related("user").filter(key_hash=digest, revoked_at__isnull=True).first()
+    if row is None or not hmac.compare_digest(row.key_hash, digest) or not row.user.is_active:
+        return None
+    now = timezone.now()
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_PRECISION:
+        ApiToken.objects.filter(pk=row.pk).update(last_used_at=now)
+    return row.user
