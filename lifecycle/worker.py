@@ -65,7 +65,7 @@ async def run_workers(client: Client, queues: tuple[str, ...], config: WorkerCon
     for signum in (signal.SIGTERM, signal.SIGINT):
         try:
             loop.add_signal_handler(signum, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
             pass
     with ThreadPoolExecutor(max_workers=config.activity_threads, thread_name_prefix="activity") as executor:
         workers = build_workers(client, queues, config, executor)

@@ -12,7 +12,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
-from ninja import NinjaAPI, Schema
+from ninja import NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 from pydantic import ConfigDict, Field, StrictInt
@@ -217,7 +217,7 @@ def _check_order_id(order_id: str) -> None:
     response={200: StartOut, 201: StartOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 409: ErrorOut, 413: ErrorOut, 503: ErrorOut},
     summary="Start an order's workflow (idempotent)",
 )
-async def start_order(request: HttpRequest, order_id: str, payload: StartIn) -> tuple[int, dict[str, Any]]:
+async def start_order(request: HttpRequest, order_id: str, payload: StartIn) -> Status[Any]:
     _check_order_id(order_id)
     await _require(request, PERMISSIONS["start"])
     problems = address_problems(payload.address)
@@ -248,7 +248,7 @@ async def start_order(request: HttpRequest, order_id: str, payload: StartIn) -> 
         )
         await sync_to_async(services.order_set_run_id)(order_id=order.id, run_id=run_id)
     state = await Order.objects.filter(id=order.id).values_list("state", flat=True).aget()
-    return (201 if outcome.created else 200), {"order_id": order.id, "workflow_id": order.id, "run_id": run_id, "state": state}
+    return Status(201 if outcome.created else 200, {"order_id": order.id, "workflow_id": order.id, "run_id": run_id, "state": state})
 
 
 def _shipping_queue() -> str:
@@ -257,7 +257,7 @@ def _shipping_queue() -> str:
     return str(settings.SHIPPING_TASK_QUEUE)
 
 
-async def _act(request: HttpRequest, order_id: str, action: Action, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+async def _act(request: HttpRequest, order_id: str, action: Action, **kwargs: Any) -> Status[Any]:
     await _require(request, PERMISSIONS[action])
     state = await Order.objects.filter(id=order_id).values_list("state", flat=True).afirst()
     if state is None:
@@ -269,19 +269,19 @@ async def _act(request: HttpRequest, order_id: str, action: Action, **kwargs: An
     except ActionRefused as err:
         current = err.state or await Order.objects.filter(id=order_id).values_list("state", flat=True).aget()
         raise ApiError(409, err.detail, state=current) from err
-    return 202, {"order_id": order_id, "action": action.value, "accepted": True, "state": result.state, "detail": result.detail}
+    return Status(202, {"order_id": order_id, "action": action.value, "accepted": True, "state": result.state, "detail": result.detail})
 
 
 ACTION_RESPONSES: dict[int, Any] = {202: ActionOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 503: ErrorOut}
 
 
 @api.post("/orders/{order_id}/signals/approve", response=ACTION_RESPONSES, summary="Approve an order awaiting review")
-async def approve_order(request: HttpRequest, order_id: str) -> tuple[int, dict[str, Any]]:
+async def approve_order(request: HttpRequest, order_id: str) -> Status[Any]:
     return await _act(request, order_id, Action.APPROVE)
 
 
 @api.post("/orders/{order_id}/signals/cancel", response=ACTION_RESPONSES, summary="Cancel an order (refunds a charged payment)")
-async def cancel_order(request: HttpRequest, order_id: str) -> tuple[int, dict[str, Any]]:
+async def cancel_order(request: HttpRequest, order_id: str) -> Status[Any]:
     return await _act(request, order_id, Action.CANCEL)
 
 
@@ -290,7 +290,7 @@ async def cancel_order(request: HttpRequest, order_id: str) -> tuple[int, dict[s
     response={**ACTION_RESPONSES, 400: ErrorOut, 413: ErrorOut},
     summary="Change the shipping address before dispatch",
 )
-async def update_address(request: HttpRequest, order_id: str, payload: AddressIn) -> tuple[int, dict[str, Any]]:
+async def update_address(request: HttpRequest, order_id: str, payload: AddressIn) -> Status[Any]:
     problems = address_problems(payload.address)
     if problems:
         raise bad_request(problems)
@@ -298,12 +298,12 @@ async def update_address(request: HttpRequest, order_id: str, payload: AddressIn
 
 
 @api.get("/orders/{order_id}/status", response={200: StatusOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut}, summary="An order's state, payment and timeline")
-async def order_status(request: HttpRequest, order_id: str) -> tuple[int, dict[str, Any]]:
+async def order_status(request: HttpRequest, order_id: str) -> Status[Any]:
     await _require(request, PERMISSIONS["status"])
     status = await sync_to_async(selectors.order_status)(order_id=order_id)
     if status is None:
         raise ApiError(404, f"order_id: no order {order_id!r}")
-    return 200, status
+    return Status(200, status)
 
 
 def _database_health() -> str:
@@ -316,12 +316,12 @@ def _database_health() -> str:
 
 
 @api.get("/health", auth=None, response={200: HealthOut, 503: HealthOut}, summary="Whether the database and Temporal answer")
-async def health(request: HttpRequest) -> tuple[int, dict[str, Any]]:
+async def health(request: HttpRequest) -> Status[Any]:
     database = await sync_to_async(_database_health)()
     temporal = await temporal_health()
     down = [name for name, value in (("database", database), ("temporal", temporal)) if value != "ok"]
     body: dict[str, Any] = {"status": "ok" if not down else "unavailable", "database": database, "temporal": temporal}
     if down:
         body["detail"] = f"{' and '.join(down)} down"
-        return 503, body
-    return 200, body
+        return Status(503, body)
+    return Status(200, body)

@@ -8,9 +8,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from orders.permissions import API_CLIENTS as API_CLIENTS_GROUP
+from orders.permissions import ensure_groups
 from orders.tokens import token_create
 
-API_CLIENTS_GROUP = "API clients"
 
 
 class Command(BaseCommand):
@@ -31,6 +32,7 @@ class Command(BaseCommand):
             if not options["create_user"]:
                 raise CommandError(f"no user {username!r}; create it first or pass --create-user")
             user = User.objects.create_user(**{User.USERNAME_FIELD: username})  # no password: API only
+            ensure_groups()
             user.groups.add(Group.objects.get(name=API_CLIENTS_GROUP))
         if not user.is_active:
             raise CommandError(f"user {username!r} is inactive")

@@ -1,0 +1,287 @@
+"""The order lifecycle end to end: JSON API, real Temporal dev server, real workers, real database."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from lifecycle.types import OrderInput, Tuning
+from lifecycle.workflows import OrderWorkflow
+from orders.models import Event, Order, Payment, ProviderCharge
+from orders.tests.factories import new_order_id, order_body, wait_for_state, wait_until
+
+HISTORIES = Path(__file__).parent / "histories"
+HAPPY_EVENTS = [
+    "ORDER_RECEIVED",
+    "ORDER_VALIDATED",
+    "ORDER_APPROVED",
+    "PAYMENT_CHARGED",
+    "PACKAGE_PREPARED",
+    "CARRIER_DISPATCHED",
+    "ORDER_SHIPPED",
+    "ORDER_COMPLETED",
+]
+
+
+def start(api: Client, order_id: str, body: dict[str, Any] | None = None) -> Any:
+    return api.post(f"/orders/{order_id}/start", body or order_body(), content_type="application/json")
+
+
+def act(api: Client, order_id: str, action: str, body: dict[str, Any] | None = None) -> Any:
+    return api.post(f"/orders/{order_id}/signals/{action}", body or {}, content_type="application/json")
+
+
+def event_types(order_id: str) -> list[str]:
+    return list(Event.objects.filter(order_id=order_id).order_by("timestamp", "id").values_list("type", flat=True))
+
+
+def record_history(temporal: Any, order_id: str, name: str) -> None:
+    """With RECORD_HISTORIES=1, keep this run's history for the replay test."""
+    if not os.environ.get("RECORD_HISTORIES"):
+        return
+    history = temporal.run(temporal.client.get_workflow_handle(order_id).fetch_history())
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+def test_seed_order_completes_with_one_row_per_fact_in_every_table(api: Client, workers: Any, temporal: Any) -> None:
+    order_id = new_order_id()
+    body = order_body()
+
+    response = start(api, order_id, body)
+    assert response.status_code == 201, response.json()
+    assert response.json()["workflow_id"] == order_id
+    assert response.json()["run_id"]
+    wait_for_state(order_id, "AWAITING_APPROVAL")
+    assert act(api, order_id, "approve").status_code == 202
+    wait_for_state(order_id, "COMPLETED")
+
+    order = Order.objects.get(id=order_id)
+    assert order.items_json == [{"name": "Widget", "price": "29.99", "quantity": 2}]
+    assert order.address_json == body["address"]
+    assert order.total == Decimal("59.98")
+    payment = Payment.objects.get(order_id=order_id)
+    assert (payment.payment_id, payment.status, payment.amount) == (body["payment_id"], "COMPLETED", Decimal("59.98"))
+    assert event_types(order_id) == HAPPY_EVENTS
+    charged = Event.objects.get(order_id=order_id, type="PAYMENT_CHARGED").payload_json
+    assert charged == {"payment_id": body["payment_id"], "amount": "59.98", "previous_status": "PENDING"}
+    assert Event.objects.get(order_id=order_id, type="ORDER_APPROVED").payload_json["actor"] == "api-client (api)"
+    assert list(ProviderCharge.objects.filter(idempotency_key=body["payment_id"]).values_list("kind", "amount")) == [
+        ("charge", Decimal("59.98"))
+    ]
+    status = api.get(f"/orders/{order_id}/status").json()
+    assert status["state"] == "COMPLETED"
+    assert status["total"] == "59.98"
+    assert status["payment"]["status"] == "COMPLETED"
+    assert [e["type"] for e in status["events"]] == HAPPY_EVENTS
+    result = temporal.run(temporal.client.get_workflow_handle(order_id).result())
+    assert result == "COMPLETED"
+    record_history(temporal, order_id, "happy_path")
+
+
+def test_approval_sent_before_review_is_remembered(api: Client, workers: Any) -> None:
+    order_id = new_order_id()
+    start(api, order_id)
+    response = act(api, order_id, "approve")
+    assert response.status_code == 202, response.json()
+    wait_for_state(order_id, "COMPLETED")
+    assert event_types(order_id).count("ORDER_APPROVED") == 1
+
+
+def test_second_approval_is_refused_and_changes_nothing(api: Client, workers: Any) -> None:
+    order_id = new_order_id()
+    start(api, order_id)
+    wait_for_state(order_id, "AWAITING_APPROVAL")
+    assert act(api, order_id, "approve").status_code == 202
+    second = act(api, order_id, "approve")
+    assert second.status_code == 409
+    assert "already approved" in second.json()["detail"]
+    wait_for_state(order_id, "COMPLETED")
+    assert event_types(order_id) == HAPPY_EVENTS
+    assert ProviderCharge.objects.filter(idempotency_key=Order.objects.get(id=order_id).payment_id).count() == 1
+
+
+def test_cancel_before_payment_moves_no_money(api: Client, workers: Any, temporal: Any) -> None:
+    order_id = new_order_id()
+    start(api, order_id)
+    wait_for_state(order_id, "AWAITING_APPROVAL")
+    assert act(api, order_id, "cancel").status_code == 202
+    wait_for_state(order_id, "CANCELLED")
+    assert event_types(order_id) == ["ORDER_RECEIVED", "ORDER_VALIDATED", "ORDER_CANCELLED"]
+    assert not Payment.objects.filter(order_id=order_id).exists()
+    assert Event.objects.get(order_id=order_id, type="ORDER_CANCELLED").payload_json["actor"] == "api-client (api)"
+    assert act(api, order_id, "approve").status_code == 409
+    record_history(temporal, order_id, "cancel_before_payment")
+
+
+def test_cancel_after_payment_refunds_exactly_once(api: Client, queues: Any, temporal: Any) -> None:
+    """Only the order worker runs, so the order waits after payment for a shipping worker."""
+    from conftest import RunningWorkers
+
+    order_worker = RunningWorkers(temporal, queues, ("order",))
+    order_worker.start()
+    try:
+        order_id = new_order_id()
+        body = order_body()
+        start(api, order_id, body)
+        act(api, order_id, "approve")
+        wait_for_state(order_id, "PAYMENT_CHARGED")
+        response = act(api, order_id, "cancel")
+        assert response.status_code == 202, response.json()
+        # The shipping worker arrives late: the child prepares, then is told to abort.
+        shipping_worker = RunningWorkers(temporal, queues, ("shipping",))
+        shipping_worker.start()
+        try:
+            wait_for_state(order_id, "CANCELLED")
+        finally:
+            shipping_worker.stop()
+    finally:
+        order_worker.stop()
+    assert Payment.objects.get(order_id=order_id).status == "REFUNDED"
+    ledger = ProviderCharge.objects.filter(idempotency_key=body["payment_id"]).order_by("kind")
+    assert list(ledger.values_list("kind", "amount")) == [("charge", Decimal("59.98")), ("refund", Decimal("59.98"))]
+    types = event_types(order_id)
+    assert types[-2:] == ["PAYMENT_REFUNDED", "ORDER_CANCELLED"]
+    assert "CARRIER_DISPATCHED" not in types
+
+
+def test_address_change_before_dispatch_reaches_the_carrier(api: Client, workers: Any) -> None:
+    order_id = new_order_id()
+    start(api, order_id)
+    wait_for_state(order_id, "AWAITING_APPROVAL")
+    new_address = {"street": "456 New Ave", "city": "LA", "zip": "90001"}
+    response = act(api, order_id, "update-address", {"address": new_address})
+    assert response.status_code == 202, response.json()
+    # Written at once, before the order moves on.
+    assert Order.objects.get(id=order_id).address_json == new_address
+    updated = Event.objects.get(order_id=order_id, type="ADDRESS_UPDATED").payload_json
+    assert updated["old"]["street"] == "123 Main St"
+    assert updated["new"] == new_address
+    assert updated["actor"] == "api-client (api)"
+    act(api, order_id, "approve")
+    wait_for_state(order_id, "COMPLETED")
+    dispatched = Event.objects.get(order_id=order_id, type="CARRIER_DISPATCHED").payload_json
+    assert dispatched["address"] == new_address
+
+
+def test_cancel_and_address_change_are_refused_once_the_carrier_has_the_package(api: Client, queues: Any, temporal: Any) -> None:
+    """A shipping worker that cannot dispatch holds the order right after the cut-off."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from temporalio.worker import Worker
+
+    from conftest import RunningWorkers
+    from lifecycle.activities import package_prepared
+    from lifecycle.workflows import ShippingWorkflow
+
+    order_worker = RunningWorkers(temporal, queues, ("order",))
+    order_worker.start()
+    executor = ThreadPoolExecutor(4)
+    holder: dict[str, Any] = {}
+
+    async def run_stalled() -> Any:
+        import asyncio
+
+        holder["worker"] = Worker(
+            temporal.client,
+            task_queue=queues.shipping_task_queue,
+            workflows=[ShippingWorkflow],
+            activities=[package_prepared],
+            activity_executor=executor,
+        )
+        return asyncio.create_task(holder["worker"].run())
+
+    task = temporal.run(run_stalled())
+    try:
+        order_id = new_order_id()
+        start(api, order_id)
+        act(api, order_id, "approve")
+        wait_until(
+            lambda: temporal.run(temporal.client.get_workflow_handle(order_id).query(OrderWorkflow.status)).dispatch_started,
+            what="the dispatch cut-off",
+        )
+        cancel = act(api, order_id, "cancel")
+        assert cancel.status_code == 409
+        assert "dispatched" in cancel.json()["detail"]
+        assert cancel.json()["state"] == "SHIPPING"
+        moved = act(api, order_id, "update-address", {"address": {"street": "1 Late St", "city": "LA", "zip": "90001"}})
+        assert moved.status_code == 409
+        assert not Event.objects.filter(order_id=order_id, type="ADDRESS_UPDATED").exists()
+    finally:
+        temporal.run(holder["worker"].shutdown())
+        task.cancel()
+        executor.shutdown(wait=False)
+    shipping = RunningWorkers(temporal, queues, ("shipping",))
+    shipping.start()
+    try:
+        wait_for_state(order_id, "COMPLETED")
+    finally:
+        shipping.stop()
+        order_worker.stop()
+    assert "ORDER_CANCELLED" not in event_types(order_id)
+
+
+def test_undeliverable_address_refunds_and_fails_the_order(api: Client, workers: Any, temporal: Any) -> None:
+    order_id = new_order_id()
+    body = order_body(zip_code="00000")
+    start(api, order_id, body)
+    act(api, order_id, "approve")
+    wait_for_state(order_id, "FAILED")
+    types = event_types(order_id)
+    assert types[-2:] == ["PAYMENT_REFUNDED", "DISPATCH_FAILED"]
+    assert "00000" in Event.objects.get(order_id=order_id, type="DISPATCH_FAILED").payload_json["reason"]
+    assert Payment.objects.get(order_id=order_id).status == "REFUNDED"
+    assert ProviderCharge.objects.filter(idempotency_key=body["payment_id"], kind="refund").count() == 1
+    record_history(temporal, order_id, "dispatch_failure")
+
+
+def test_an_unacceptable_order_fails_validation_without_retries(queues: Any, workers: Any, temporal: Any) -> None:
+    """Started straight on Temporal (the API would refuse this body): validation rejects it."""
+    order_id = new_order_id()
+    order = OrderInput(
+        order_id=order_id,
+        payment_id=f"pay-{order_id}",
+        items=[{"name": "Widget", "price": "0.00", "quantity": 1}],
+        address={"street": "1", "city": "NYC", "zip": "10001"},
+        tuning=Tuning(activity_timeout_seconds=2, activity_max_attempts=1000),
+        shipping_task_queue=queues.shipping_task_queue,
+    )
+    handle = temporal.run(
+        temporal.client.start_workflow(OrderWorkflow.run, order, id=order_id, task_queue=queues.order_task_queue)
+    )
+    assert temporal.run(handle.result()) == "FAILED"
+    assert event_types(order_id) == ["ORDER_RECEIVED", "ORDER_FAILED"]
+    assert "positive price" in Event.objects.get(order_id=order_id, type="ORDER_FAILED").payload_json["reason"]
+    assert Order.objects.get(id=order_id).state == "FAILED"
+
+
+def test_the_seeds_signals_work_without_payload(api: Client, workers: Any, temporal: Any) -> None:
+    """What `temporal workflow signal --name approve_order` sends: a signal with no input."""
+    order_id = new_order_id()
+    start(api, order_id)
+    handle = temporal.client.get_workflow_handle(order_id)
+    wait_for_state(order_id, "AWAITING_APPROVAL")
+    temporal.run(handle.signal("update_address", {"address": {"street": "9 Signal Rd", "city": "SF", "zip": "94105"}}))
+    temporal.run(handle.signal("approve_order"))
+    wait_for_state(order_id, "COMPLETED")
+    assert Order.objects.get(id=order_id).address_json["street"] == "9 Signal Rd"
+    assert Event.objects.get(order_id=order_id, type="ORDER_APPROVED").payload_json["actor"] == "temporal-signal"
+
+
+@pytest.mark.slow
+def test_flaky_calls_still_charge_once_and_record_each_event_once(api: Client, workers: Any, settings: Any) -> None:
+    settings.FLAKY_CALL_FAILURE_RATE = 0.6
+    order_ids = [new_order_id() for _ in range(5)]
+    for order_id in order_ids:
+        assert start(api, order_id).status_code == 201
+        assert act(api, order_id, "approve").status_code == 202
+    for order_id in order_ids:
+        wait_for_state(order_id, "COMPLETED", timeout=90)
+        payment_id = Order.objects.get(id=order_id).payment_id
+        assert Payment.objects.filter(order_id=order_id).count() == 1
+        assert ProviderCharge.objects.filter(idempotency_key=payment_id).count() == 1
+        assert event_types(order_id) == HAPPY_EVENTS
