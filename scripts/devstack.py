@@ -268,17 +268,17 @@ def ensure_credentials() -> Credentials:
     setup_django()
     from django.db import connections
 
+    stored = dict(saved)
     try:
         password = ensure_admin(saved.get("password"))
+        # Written at once so a failure in the token step cannot lose a freshly made password.
+        remember(stored, "password", password)
         token = ensure_api_token(saved.get("api_token"))
+        remember(stored, "api_token", token)
     finally:
         # SQLite: do not hold a connection open next to the worker and web processes.
         connections.close_all()
-    credentials = Credentials(ADMIN_USERNAME, password, token)
-    data = {"username": ADMIN_USERNAME, **({"password": password} if password else {}), "api_token": token}
-    if data != saved:
-        save_credentials(data)
-    return credentials
+    return Credentials(ADMIN_USERNAME, password, token)
 
 
 def setup_django() -> None:
@@ -337,7 +337,18 @@ def load_saved_credentials() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def save_credentials(data: dict[str, str]) -> None:
+def remember(stored: dict[str, Any], key: str, value: str | None) -> None:
+    """Set (or, for None, drop) `key` in the credentials file, rewriting it only on a change."""
+    updated = {**stored, "username": ADMIN_USERNAME, key: value}
+    if value is None:
+        del updated[key]
+    if updated != stored:
+        save_credentials(updated)
+        stored.clear()
+        stored.update(updated)
+
+
+def save_credentials(data: dict[str, Any]) -> None:
     DATA_DIR.mkdir(exist_ok=True)
     tmp = CREDENTIALS_FILE.with_suffix(".tmp")
     # Created 0600 from the start so the password and token are never readable by others.
@@ -390,8 +401,17 @@ def banner(credentials: Credentials, temporal_started: bool) -> str:
     )
 
 
+def _describe_exit(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        return f"killed by {signal.Signals(-returncode).name}"
+    return f"exit code {returncode}"
+
+
 def _rel(path: Path) -> str:
-    return str(path.relative_to(REPO_ROOT))
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -408,7 +428,7 @@ def run(stack: Stack) -> int:
         print(banner(credentials, temporal_started), flush=True)
     exited = stack.wait_for_any_exit()
     stack.begin_stopping()
-    say(f"{exited.name} exited unexpectedly with exit code {exited.returncode}; stopping everything")
+    say(f"{exited.name} exited unexpectedly ({_describe_exit(exited.returncode)}); stopping everything")
     return 1
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import sys
 import time
 from typing import Any
 
@@ -37,10 +40,20 @@ class Command(BaseCommand):
             activity_threads=options["threads"],
             grace_seconds=options["grace"],
         )
+        code = 0
         try:
             asyncio.run(self._run(options["address"], options["namespace"], options["connect_timeout"], queues, config))
         except KeyboardInterrupt:
             pass
+        except CommandError as err:
+            self.stderr.write(f"CommandError: {err}")
+            code = 1
+        # The Temporal core's Rust threads can outlive the event loop and abort CPython's
+        # finalization (sdk-python issue 300); everything is drained and flushed by now.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
     async def _run(self, address: str, namespace: str, connect_timeout: float, queues: tuple[str, ...], config: WorkerConfig) -> None:
         client = await self._connect(address, namespace, connect_timeout)

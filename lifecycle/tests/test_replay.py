@@ -1,0 +1,34 @@
+"""Recorded histories must replay against today's workflow code.
+
+A change to OrderWorkflow or ShippingWorkflow that would break orders already running (a
+non-deterministic change) fails here. To record anew after a deliberate, versioned change:
+`RECORD_HISTORIES=1 make test` rewrites the files under histories/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from lifecycle.workflows import OrderWorkflow, ShippingWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_histories_are_recorded() -> None:
+    assert {path.stem for path in HISTORIES} >= {"happy_path", "cancel_before_payment", "dispatch_failure"}
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
+def test_recorded_history_replays_without_nondeterminism(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+
+    async def replay() -> None:
+        replayer = Replayer(workflows=[OrderWorkflow, ShippingWorkflow])
+        await replayer.replay_workflow(history)
+
+    asyncio.run(replay())
