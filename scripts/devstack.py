@@ -55,8 +55,12 @@ STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, 
 PR_SET_PDEATHSIG = 1
 
 
-class Shutdown(Exception):
-    """A stop signal arrived; raised from the handler so every wait unwinds to the cleanup."""
+class Shutdown(BaseException):
+    """A stop signal arrived; raised from the handler so every wait unwinds to the cleanup.
+
+    A BaseException, like KeyboardInterrupt, so library code that wraps `except Exception`
+    (logging.config, Django's app loading) cannot turn it into an unrelated error.
+    """
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -235,7 +239,7 @@ def ensure_temporal(stack: Stack) -> bool:
     DATA_DIR.mkdir(exist_ok=True)
     args = [
         str(binary), "server", "start-dev",
-        "--db-filename", str(TEMPORAL_DB.relative_to(REPO_ROOT)),
+        "--db-filename", _rel(TEMPORAL_DB),
         "--ip", HOST, "--port", str(TEMPORAL_PORT), "--ui-port", str(TEMPORAL_UI_PORT),
         "--log-level", "warn",
     ]  # fmt: skip
@@ -245,7 +249,11 @@ def ensure_temporal(stack: Stack) -> bool:
         log.flush()
         child = stack.start("Temporal server", args, layer=LAYER_TEMPORAL, output=log)
     if not wait_for_port(TEMPORAL_PORT, child, TEMPORAL_START_SECONDS):
-        raise StartupError(f"the Temporal dev server did not come up on {HOST}:{TEMPORAL_PORT}; see {_rel(TEMPORAL_LOG)}")
+        if child.returncode is not None:
+            why = f"exited ({_describe_exit(child.returncode)})"
+        else:
+            why = f"did not listen on {HOST}:{TEMPORAL_PORT} within {TEMPORAL_START_SECONDS:.0f} s"
+        raise StartupError(f"the Temporal dev server {why}; see {_rel(TEMPORAL_LOG)}")
     return True
 
 
