@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -150,6 +151,27 @@ def order_receive(*, order_id: str, payment_id: str, items: list[dict[str, Any]]
     )
 
 
+def _settle(
+    payment: Payment, *, move: Callable[..., providers.Movement], to_status: PaymentStatus, event_id: str, event_type: EventType, state: State | None
+) -> Payment:
+    """Move the money at the provider (no transaction open), then record the outcome once."""
+    from_status = payment.status
+    movement = move(idempotency_key=payment.payment_id, amount=payment.amount)
+    with transaction.atomic():
+        Payment.objects.filter(payment_id=payment.payment_id, status=from_status).update(
+            status=to_status, updated_at=timezone.now()
+        )
+        record_transition(
+            order_id=payment.order_id,
+            event_id=event_id,
+            event_type=event_type,
+            payload={"payment_id": payment.payment_id, "amount": str(movement.amount), "previous_status": from_status},
+            state=state,
+        )
+    payment.refresh_from_db()
+    return payment
+
+
 def payment_charge(*, order_id: str, payment_id: str, event_id: str) -> Payment:
     """Charge an order's payment exactly once, whatever is retried.
 
@@ -163,40 +185,31 @@ def payment_charge(*, order_id: str, payment_id: str, event_id: str) -> Payment:
     )
     if payment.order_id != order_id:
         raise PaymentConflict(f"payment_id {payment_id} belongs to another order")
-    if payment.status == PaymentStatus.PENDING:
-        movement = providers.charge(idempotency_key=payment_id, amount=payment.amount)
-        with transaction.atomic():
-            Payment.objects.filter(payment_id=payment_id, status=PaymentStatus.PENDING).update(
-                status=PaymentStatus.COMPLETED, updated_at=timezone.now()
-            )
-            record_transition(
-                order_id=order_id,
-                event_id=event_id,
-                event_type=EventType.PAYMENT_CHARGED,
-                payload={"payment_id": payment_id, "amount": str(movement.amount), "previous_status": PaymentStatus.PENDING},
-                state=State.PAYMENT_CHARGED,
-            )
-        payment.refresh_from_db()
-    return payment
+    if payment.status != PaymentStatus.PENDING:
+        return payment
+    return _settle(
+        payment,
+        move=providers.charge,
+        to_status=PaymentStatus.COMPLETED,
+        event_id=event_id,
+        event_type=EventType.PAYMENT_CHARGED,
+        state=State.PAYMENT_CHARGED,
+    )
 
 
 def payment_refund(*, order_id: str, payment_id: str, event_id: str) -> Payment:
     """Give a charged payment back, exactly once (provider key: the payment_id, kind refund)."""
     payment = Payment.objects.get(payment_id=payment_id, order_id=order_id)
-    if payment.status == PaymentStatus.COMPLETED:
-        movement = providers.refund(idempotency_key=payment_id, amount=payment.amount)
-        with transaction.atomic():
-            Payment.objects.filter(payment_id=payment_id, status=PaymentStatus.COMPLETED).update(
-                status=PaymentStatus.REFUNDED, updated_at=timezone.now()
-            )
-            record_transition(
-                order_id=order_id,
-                event_id=event_id,
-                event_type=EventType.PAYMENT_REFUNDED,
-                payload={"payment_id": payment_id, "amount": str(movement.amount), "previous_status": PaymentStatus.COMPLETED},
-            )
-        payment.refresh_from_db()
-    return payment
+    if payment.status != PaymentStatus.COMPLETED:
+        return payment
+    return _settle(
+        payment,
+        move=providers.refund,
+        to_status=PaymentStatus.REFUNDED,
+        event_id=event_id,
+        event_type=EventType.PAYMENT_REFUNDED,
+        state=None,
+    )
 
 
 def order_address_update(*, order_id: str, event_id: str, address: dict[str, Any], actor: str) -> None:
