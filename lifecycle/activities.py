@@ -47,6 +47,7 @@ def _transition(step: StepInput, event_type: EventType, state: State | None, **p
     body = {**step.payload, **payload}
     if step.actor:
         body["actor"] = step.actor
+        body["via"] = step.via
     if step.reason:
         body["reason"] = step.reason
     services.record_transition(
@@ -123,7 +124,7 @@ def payment_refunded(payment: PaymentInput) -> PaymentResult:
 def update_order_address(change: AddressUpdateInput) -> None:
     providers.flaky_call()
     services.order_address_update(
-        order_id=change.order_id, event_id=change.event_id, address=change.address, actor=change.actor
+        order_id=change.order_id, event_id=change.event_id, address=change.address, actor=change.actor, via=change.via
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from temporalio.client import (
@@ -92,7 +93,9 @@ async def start_order_workflow(order: OrderInput) -> str:
     return handle.result_run_id or ""
 
 
-async def send_action(order_id: str, action: Action, *, actor: str, address: dict[str, str] | None = None, reason: str = "") -> ActionResult:
+async def send_action(
+    order_id: str, action: Action, *, actor: str, via: str, address: dict[str, Any] | None = None, reason: str = ""
+) -> ActionResult:
     """Ask the order's workflow to apply an action and wait for its verdict.
 
     Raises ActionRefused when the workflow (or the fact that it has ended) refuses it, and
@@ -102,9 +105,9 @@ async def send_action(order_id: str, action: Action, *, actor: str, address: dic
     handle = client.get_workflow_handle(order_id)
     payload: ActorRequest | AddressChange
     if action is Action.UPDATE_ADDRESS:
-        payload = AddressChange(address=address or {}, actor=actor)
+        payload = AddressChange(address=address or {}, actor=actor, via=via)
     else:
-        payload = ActorRequest(actor=actor, reason=reason)
+        payload = ActorRequest(actor=actor, reason=reason, via=via)
     try:
         return await handle.execute_update(
             UPDATE_NAMES[action],

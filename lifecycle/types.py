@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CLI_ACTOR = "temporal-signal"
+CLI_VIA = "signal"
 
 
 @dataclass
@@ -37,6 +38,7 @@ class ActorRequest:
 
     actor: str = CLI_ACTOR
     reason: str = ""
+    via: str = CLI_VIA
 
 
 @dataclass
@@ -45,6 +47,7 @@ class AddressChange:
 
     address: dict[str, Any] = field(default_factory=dict)
     actor: str = CLI_ACTOR
+    via: str = CLI_VIA
 
 
 @dataclass
@@ -63,6 +66,7 @@ class StepInput:
     actor: str = ""
     reason: str = ""
     payload: dict[str, Any] = field(default_factory=dict)
+    via: str = ""
 
 
 @dataclass
@@ -85,6 +89,7 @@ class AddressUpdateInput:
     event_id: str
     address: dict[str, Any]
     actor: str
+    via: str = ""
 
 
 @dataclass

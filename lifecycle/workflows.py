@@ -93,7 +93,7 @@ class OrderWorkflow:
         self._order = order
         self._state = State.ORDER_RECEIVED
         self._address: dict[str, Any] = dict(order.address)
-        self._approved_by: str | None = None
+        self._approval: ActorRequest | None = None
         self._cancel: ActorRequest | None = None
         self._package_ready = False
         self._dispatch_started = False
@@ -115,8 +115,11 @@ class OrderWorkflow:
             await self._await_review()
         if self._state is State.APPROVAL_TIMEOUT:
             return await self._end()
-        if self._approved_by is not None:
-            await self._activity("order_approved", self._step(EventType.ORDER_APPROVED, actor=self._approved_by))
+        if self._approval is not None:
+            approval = self._approval
+            await self._activity(
+                "order_approved", self._step(EventType.ORDER_APPROVED, actor=approval.actor, via=approval.via)
+            )
         if self._cancel is None:
             await self._charge()
         if self._cancel is None:
@@ -147,7 +150,7 @@ class OrderWorkflow:
         self._state = State.AWAITING_APPROVAL
         try:
             await workflow.wait_condition(
-                lambda: self._approved_by is not None or self._cancel is not None, timeout=timeout
+                lambda: self._approval is not None or self._cancel is not None, timeout=timeout
             )
         except asyncio.TimeoutError:
             self._state = State.APPROVAL_TIMEOUT
@@ -207,7 +210,9 @@ class OrderWorkflow:
         self._state = State.CANCELLED
         await self._activity(
             "order_cancelled",
-            self._step(EventType.ORDER_CANCELLED, actor=self._cancel.actor, reason=self._cancel.reason),
+            self._step(
+                EventType.ORDER_CANCELLED, actor=self._cancel.actor, reason=self._cancel.reason, via=self._cancel.via
+            ),
         )
 
     async def _refund(self) -> None:
@@ -228,13 +233,16 @@ class OrderWorkflow:
         return self._state.value
 
     # --- helpers ------------------------------------------------------------------------------
-    def _step(self, event_type: EventType, *, actor: str = "", reason: str = "", payload: dict[str, Any] | None = None) -> StepInput:
+    def _step(
+        self, event_type: EventType, *, actor: str = "", reason: str = "", via: str = "", payload: dict[str, Any] | None = None
+    ) -> StepInput:
         return StepInput(
             order_id=self._order.order_id,
             event_id=event_id(self._order.order_id, event_type),
             actor=actor,
             reason=reason,
             payload=payload or {},
+            via=via,
         )
 
     async def _activity(self, name: str, arg: Any, *, result_type: type | None = None) -> Any:
@@ -244,7 +252,7 @@ class OrderWorkflow:
 
     def _refusal(self, action: Action) -> str:
         return refusal_reason(
-            action, self._state, approved=self._approved_by is not None, dispatch_started=self._dispatch_started
+            action, self._state, approved=self._approval is not None, dispatch_started=self._dispatch_started
         ) or ("a cancellation is already under way" if self._cancel is not None else "")
 
     def _check(self, action: Action) -> None:
@@ -253,7 +261,7 @@ class OrderWorkflow:
             raise ApplicationError(f"Cannot {action.value.replace('_', ' ')}: {reason}", self._state.value, type=ACTION_NOT_ALLOWED)
 
     def _accept_approval(self, request: ActorRequest) -> ActionResult:
-        self._approved_by = request.actor or "unknown"
+        self._approval = request
         return ActionResult(True, self._state.value, "approved")
 
     def _accept_cancel(self, request: ActorRequest) -> ActionResult:
@@ -274,6 +282,7 @@ class OrderWorkflow:
                         event_id=event_id(self._order.order_id, EventType.ADDRESS_UPDATED, sequence),
                         address=dict(change.address),
                         actor=change.actor,
+                        via=change.via,
                     ),
                 )
                 self._address = dict(change.address)
@@ -351,8 +360,8 @@ class OrderWorkflow:
         return StatusView(
             order_id=self._order.order_id,
             state=self._state.value,
-            approved=self._approved_by is not None,
-            approved_by=self._approved_by or "",
+            approved=self._approval is not None,
+            approved_by=self._approval.actor if self._approval else "",
             cancel_requested=self._cancel is not None,
             dispatch_started=self._dispatch_started,
             address=self._address,

@@ -17,11 +17,12 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 from pydantic import ConfigDict, Field, StrictInt
 
-from lifecycle.client import ActionRefused, TemporalUnavailable, send_action, start_order_workflow, temporal_health, tuning_from_settings
-from lifecycle.states import END_STATES, Action, refusal_reason
+from lifecycle.client import TemporalUnavailable, start_order_workflow, temporal_health, tuning_from_settings
+from lifecycle.states import Action
 from lifecycle.types import OrderInput
 from lifecycle.validation import address_problems, order_id_problem
 from orders import selectors, services
+from orders.actions import Verdict, order_act
 from orders.models import Order
 from orders.tokens import token_authenticate
 
@@ -201,10 +202,6 @@ async def _require(request: HttpRequest, permission: str) -> None:
         raise ApiError(403, f"your account lacks the permission {permission}")
 
 
-def _actor(request: HttpRequest) -> str:
-    return f"{request.user.get_username()} (api)"
-
-
 def _check_order_id(order_id: str) -> None:
     problem = order_id_problem(order_id)
     if problem:
@@ -259,17 +256,15 @@ def _shipping_queue() -> str:
 
 async def _act(request: HttpRequest, order_id: str, action: Action, **kwargs: Any) -> Status[Any]:
     await _require(request, PERMISSIONS[action])
-    state = await Order.objects.filter(id=order_id).values_list("state", flat=True).afirst()
-    if state is None:
-        raise ApiError(404, f"order_id: no order {order_id!r}")
-    if state in END_STATES:
-        raise ApiError(409, f"Cannot {action.value.replace('_', ' ')}: {refusal_reason(action, state)}", state=state)
-    try:
-        result = await send_action(order_id, action, actor=_actor(request), **kwargs)
-    except ActionRefused as err:
-        current = err.state or await Order.objects.filter(id=order_id).values_list("state", flat=True).aget()
-        raise ApiError(409, err.detail, state=current) from err
-    return Status(202, {"order_id": order_id, "action": action.value, "accepted": True, "state": result.state, "detail": result.detail})
+    outcome = await order_act(order_id=order_id, action=action, actor=request.user.get_username(), via="api", **kwargs)
+    if outcome.verdict is Verdict.NOT_FOUND:
+        raise ApiError(404, f"order_id: {outcome.detail}")
+    if outcome.verdict is Verdict.REFUSED:
+        raise ApiError(409, outcome.detail, state=outcome.state)
+    if outcome.verdict is Verdict.UNAVAILABLE:
+        raise ApiError(503, outcome.detail)
+    body = {"order_id": order_id, "action": action.value, "accepted": True, "state": outcome.state, "detail": outcome.detail}
+    return Status(202, body)
 
 
 ACTION_RESPONSES: dict[int, Any] = {202: ActionOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 503: ErrorOut}

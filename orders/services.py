@@ -212,7 +212,7 @@ def payment_refund(*, order_id: str, payment_id: str, event_id: str) -> Payment:
     )
 
 
-def order_address_update(*, order_id: str, event_id: str, address: dict[str, Any], actor: str) -> None:
+def order_address_update(*, order_id: str, event_id: str, address: dict[str, Any], actor: str, via: str = "") -> None:
     """Write the new address at once, with an ADDRESS_UPDATED event holding old and new."""
     with transaction.atomic():
         if Event.objects.filter(id=event_id).exists():
@@ -222,6 +222,6 @@ def order_address_update(*, order_id: str, event_id: str, address: dict[str, Any
             order_id=order_id,
             event_id=event_id,
             event_type=EventType.ADDRESS_UPDATED,
-            payload={"old": old, "new": address, "actor": actor},
+            payload={"old": old, "new": address, "actor": actor, "via": via},
             order_fields={"address_json": address},
         )

@@ -1,0 +1,81 @@
+"""Human actions on an order (approve, cancel, change address), for every surface.
+
+The API, the review console and admin all come through `order_act`: the workflow has the last
+word, and the outcome says truthfully whether the action was applied and, if not, why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import async_to_sync
+
+from lifecycle.client import ActionRefused, TemporalUnavailable, send_action
+from lifecycle.states import END_STATES, Action, refusal_reason
+from orders.models import Order
+
+BULK_CONCURRENCY = 10
+
+
+class Verdict(enum.StrEnum):
+    APPLIED = "applied"
+    REFUSED = "refused"
+    NOT_FOUND = "not_found"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    order_id: str
+    action: Action
+    verdict: Verdict
+    detail: str
+    state: str | None = None
+
+    @property
+    def applied(self) -> bool:
+        return self.verdict is Verdict.APPLIED
+
+
+async def order_act(
+    *, order_id: str, action: Action, actor: str, via: str, address: dict[str, Any] | None = None, reason: str = ""
+) -> ActionOutcome:
+    state = await Order.objects.filter(id=order_id).values_list("state", flat=True).afirst()
+    if state is None:
+        return ActionOutcome(order_id, action, Verdict.NOT_FOUND, f"no order {order_id!r}")
+    if state in END_STATES:
+        return ActionOutcome(order_id, action, Verdict.REFUSED, _refused(action, refusal_reason(action, state)), state)
+    try:
+        result = await send_action(order_id, action, actor=actor, via=via, address=address, reason=reason)
+    except ActionRefused as err:
+        current = err.state or await Order.objects.filter(id=order_id).values_list("state", flat=True).aget()
+        return ActionOutcome(order_id, action, Verdict.REFUSED, err.detail, current)
+    except TemporalUnavailable as err:
+        return ActionOutcome(order_id, action, Verdict.UNAVAILABLE, f"temporal: {err}", state)
+    return ActionOutcome(order_id, action, Verdict.APPLIED, result.detail, result.state)
+
+
+def _refused(action: Action, reason: str) -> str:
+    return f"Cannot {action.value.replace('_', ' ')}: {reason}"
+
+
+async def order_act_many(*, order_ids: list[str], action: Action, actor: str, via: str) -> list[ActionOutcome]:
+    """The same action on several orders, a few at a time; one outcome per order, in order."""
+    limit = asyncio.Semaphore(BULK_CONCURRENCY)
+
+    async def one(order_id: str) -> ActionOutcome:
+        async with limit:
+            return await order_act(order_id=order_id, action=action, actor=actor, via=via)
+
+    return list(await asyncio.gather(*(one(order_id) for order_id in dict.fromkeys(order_ids))))
+
+
+def order_act_sync(**kwargs: Any) -> ActionOutcome:
+    return async_to_sync(order_act)(**kwargs)
+
+
+def order_act_many_sync(**kwargs: Any) -> list[ActionOutcome]:
+    return async_to_sync(order_act_many)(**kwargs)
