@@ -30,6 +30,7 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["state"], name="idx_orders_state"),
             models.Index(fields=["state", "created_at"], name="idx_orders_state_created"),
+            models.Index(fields=["updated_at"], name="idx_orders_updated_at"),
         ]
         permissions = [
             ("approve_order", "Can approve an order awaiting review"),
@@ -129,3 +130,15 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class ConsoleSubmission(models.Model):
+    """One row per submitted console form: a second submission of the same form acts no more."""
+
+    nonce = models.CharField(max_length=64, primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    outcome = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "console_submissions"

@@ -1,7 +1,9 @@
-"""Websocket routes (the review console's live updates arrive with the console)."""
+"""Websocket routes."""
 
 from __future__ import annotations
 
-from typing import Any
+from django.urls import path
 
-websocket_urlpatterns: list[Any] = []
+from orders.consumers import ReviewConsumer
+
+websocket_urlpatterns = [path("ws/review/", ReviewConsumer.as_asgi())]

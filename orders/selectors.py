@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from lifecycle.states import allowed_actions
-from orders.models import Order
+from django.db.models import QuerySet
+
+from lifecycle.states import State, allowed_actions
+from orders.models import Event, Order, Payment
 
 
 def order_get(*, order_id: str) -> Order | None:
@@ -41,3 +43,38 @@ def order_status(*, order_id: str) -> dict[str, Any] | None:
             for e in events
         ],
     }
+
+
+# --- the review console ----------------------------------------------------------------------
+QUEUE_FIELDS = ("id", "state", "items_json", "address_json", "total", "created_at", "updated_at", "approval_deadline")
+
+
+def state_counts() -> dict[str, int]:
+    """How many orders are in each state (one GROUP BY on the state index)."""
+    from django.db.models import Count
+
+    counts = {state.value: 0 for state in State}
+    for row in Order.objects.order_by().values("state").annotate(n=Count("id")):
+        counts[row["state"]] = row["n"]
+    return counts
+
+
+def review_queue(*, state: str | None, query: str = "") -> QuerySet[Order]:
+    """Orders for the console's list: waiting ones oldest first, others most recent first."""
+    orders = Order.objects.only(*QUEUE_FIELDS)
+    if state:
+        orders = orders.filter(state=state)
+    if query:
+        orders = orders.filter(id__startswith=query)
+    if state == State.AWAITING_APPROVAL:
+        return orders.order_by("created_at", "id")
+    return orders.order_by("-created_at", "-id")
+
+
+def order_page(*, order_id: str) -> tuple[Order, Payment | None, list[Event]] | None:
+    """An order with its payment and its full timeline (3 queries)."""
+    order = Order.objects.filter(id=order_id).first()
+    if order is None:
+        return None
+    payment = order.payments.order_by("created_at").first()
+    return order, payment, list(order.events.order_by("timestamp", "id"))

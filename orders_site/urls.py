@@ -1,13 +1,22 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import path
+from django.urls import include, path
+from django.views import defaults
+from django.views.generic import RedirectView
 
 from orders.api import api
 
 
+HTML_PREFIXES = ("/review/", "/accounts/", "/admin/")
+
+
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """People get a page, programs get JSON."""
+    if request.path.startswith(HTML_PREFIXES):
+        return defaults.page_not_found(request, exception or Exception())
     return JsonResponse({"detail": f"no such path: {request.path}"}, status=404)
 
 
@@ -20,5 +29,9 @@ handler500 = json_server_error
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("review/", include("orders.urls")),
+    path("", RedirectView.as_view(url="/review/", permanent=False)),
     path("", api.urls),
 ]

@@ -1,0 +1,217 @@
+"""The review console: a live queue of orders awaiting approval and a page per order.
+
+Views are thin: they check who asks, then call selectors to read and `orders.actions` to act.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import IntegrityError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from lifecycle.states import END_STATES, Action, EventType, State, allows
+from lifecycle.validation import order_id_problem
+from orders import selectors
+from orders.actions import ActionOutcome, order_act_many_sync, order_act_sync
+from orders.forms import AddressForm
+from orders.models import ConsoleSubmission, Order
+
+VIEW_PERMISSION = "orders.view_order"
+ACTION_PERMISSIONS = {
+    Action.APPROVE: "orders.approve_order",
+    Action.CANCEL: "orders.cancel_order",
+    Action.UPDATE_ADDRESS: "orders.change_order_address",
+}
+BULK_ACTIONS = {"approve": Action.APPROVE, "cancel": Action.CANCEL}
+BULK_LIMIT = 200
+SHIPPING_STEPS = [
+    (EventType.PAYMENT_CHARGED, "Payment charged"),
+    (EventType.PACKAGE_PREPARED, "Package prepared"),
+    (EventType.CARRIER_DISPATCHED, "Carrier dispatched"),
+    (EventType.ORDER_SHIPPED, "Shipped"),
+    (EventType.ORDER_COMPLETED, "Completed"),
+]
+
+console_view = permission_required(VIEW_PERMISSION, raise_exception=True)
+
+
+def _require(request: HttpRequest, action: Action) -> None:
+    if not request.user.has_perm(ACTION_PERMISSIONS[action]):
+        raise PermissionDenied(f"you may not {action.value.replace('_', ' ')} orders")
+
+
+def _outcome_dict(outcome: ActionOutcome) -> dict[str, Any]:
+    return {
+        "order_id": outcome.order_id,
+        "action": outcome.action.value,
+        "verdict": outcome.verdict.value,
+        "applied": outcome.applied,
+        "detail": outcome.detail,
+        "state": outcome.state,
+    }
+
+
+def run_once(request: HttpRequest, nonce: str, act: Callable[[], Any]) -> Any:
+    """Run a console action once per rendered form: a double click gets the first result."""
+    if not nonce or len(nonce) > 64:
+        return act()
+    try:
+        ConsoleSubmission.objects.create(nonce=nonce, user=request.user)
+    except IntegrityError:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            row = ConsoleSubmission.objects.filter(nonce=nonce, user=request.user).first()
+            if row is None or row.outcome is not None:
+                return row.outcome if row else None
+            time.sleep(0.1)
+        return None
+    outcome = act()
+    ConsoleSubmission.objects.filter(nonce=nonce).update(outcome=outcome)
+    return outcome
+
+
+def _safe_next(request: HttpRequest, fallback: str) -> str:
+    target = request.POST.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return target
+    return fallback
+
+
+@login_required
+@console_view
+def queue(request: HttpRequest) -> HttpResponse:
+    state_param = request.GET.get("state", State.AWAITING_APPROVAL.value)
+    error = ""
+    if state_param not in {s.value for s in State} and state_param != "all":
+        error = f"Unknown state {state_param[:40]!r}; showing orders awaiting approval."
+        state_param = State.AWAITING_APPROVAL.value
+    query = request.GET.get("q", "").strip()[:100]
+    state = None if state_param == "all" else state_param
+    page = Paginator(selectors.review_queue(state=state, query=query), settings.REVIEW_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    counts = selectors.state_counts()
+    context = {
+        "page": page,
+        "tabs": [(s, counts[s.value]) for s in State],
+        "state": state_param,
+        "query": query,
+        "error": error,
+        "can_approve": request.user.has_perm(ACTION_PERMISSIONS[Action.APPROVE]),
+        "can_cancel": request.user.has_perm(ACTION_PERMISSIONS[Action.CANCEL]),
+        "results": request.session.pop("bulk_results", None),
+        "nonce": uuid.uuid4().hex,
+        "awaiting": state == State.AWAITING_APPROVAL,
+    }
+    template = "review/_queue_live.html" if request.GET.get("partial") else "review/queue.html"
+    return render(request, template, context, status=400 if error else 200)
+
+
+@require_POST
+@login_required
+@console_view
+def bulk(request: HttpRequest) -> HttpResponse:
+    action = BULK_ACTIONS.get(request.POST.get("action", ""))
+    if action is None:
+        messages.error(request, "Choose Approve or Cancel.")
+        return redirect(_safe_next(request, reverse("review:queue")))
+    _require(request, action)
+    order_ids = [oid for oid in request.POST.getlist("order_ids") if not order_id_problem(oid)][:BULK_LIMIT]
+    if not order_ids:
+        messages.error(request, "Select at least one order.")
+        return redirect(_safe_next(request, reverse("review:queue")))
+    results = run_once(
+        request,
+        request.POST.get("nonce", ""),
+        lambda: [
+            _outcome_dict(o)
+            for o in order_act_many_sync(order_ids=order_ids, action=action, actor=request.user.get_username(), via="console")
+        ],
+    )
+    request.session["bulk_results"] = {"action": action.value, "rows": results or []}
+    return redirect(_safe_next(request, reverse("review:queue")))
+
+
+def _order_context(request: HttpRequest, order_id: str) -> dict[str, Any]:
+    found = selectors.order_page(order_id=order_id)
+    if found is None:
+        raise Http404(f"No order {order_id!r}")
+    order, payment, events = found
+    done = {event.type for event in events}
+    allowed = {
+        action.value: request.user.has_perm(ACTION_PERMISSIONS[action]) and allows(action, order.state)
+        for action in Action
+    }
+    return {
+        "order": order,
+        "payment": payment,
+        "events": events,
+        "steps": [(label, event_type in done) for event_type, label in SHIPPING_STEPS],
+        "allowed": allowed,
+        "ended": order.state in END_STATES,
+        "temporal_url": f"{settings.TEMPORAL_UI_URL}/namespaces/{settings.TEMPORAL_NAMESPACE}/workflows/{order.id}",
+        "nonce": uuid.uuid4().hex,
+    }
+
+
+@login_required
+@console_view
+def order_detail(request: HttpRequest, order_id: str) -> HttpResponse:
+    context = _order_context(request, order_id)
+    context["address_form"] = AddressForm(initial=context["order"].address_json)
+    template = "review/_order_live.html" if request.GET.get("partial") else "review/order.html"
+    return render(request, template, context)
+
+
+@require_POST
+@login_required
+@console_view
+def order_action(request: HttpRequest, order_id: str, action: str) -> HttpResponse:
+    chosen = {"approve": Action.APPROVE, "cancel": Action.CANCEL, "address": Action.UPDATE_ADDRESS}.get(action)
+    if chosen is None:
+        raise Http404("No such action")
+    _require(request, chosen)
+    if not Order.objects.filter(id=order_id).exists():
+        raise Http404(f"No order {order_id!r}")
+    kwargs: dict[str, Any] = {}
+    if chosen is Action.UPDATE_ADDRESS:
+        form = AddressForm(request.POST)
+        if not form.is_valid():
+            context = _order_context(request, order_id)
+            context["address_form"] = form
+            context["open_address"] = True
+            return render(request, "review/order.html", context, status=400)
+        current = Order.objects.values_list("address_json", flat=True).get(id=order_id)
+        kwargs["address"] = {**current, **AddressForm.address(form.cleaned_data)}
+    outcome = run_once(
+        request,
+        request.POST.get("nonce", ""),
+        lambda: _outcome_dict(
+            order_act_sync(order_id=order_id, action=chosen, actor=request.user.get_username(), via="console", **kwargs)
+        ),
+    )
+    _report(request, outcome)
+    return HttpResponseRedirect(reverse("review:order", args=[order_id]))
+
+
+def _report(request: HttpRequest, outcome: dict[str, Any] | None) -> None:
+    if outcome is None:
+        messages.warning(request, "This form was already submitted; its result is not known yet. Reload to see the order.")
+    elif outcome["applied"]:
+        done = {"approve": "Approved", "cancel": "Cancellation accepted", "update_address": "Address updated"}
+        messages.success(request, f"{done[outcome['action']]}: {outcome['order_id']}.")
+    else:
+        messages.error(request, f"Not done — {outcome['detail']}")
