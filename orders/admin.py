@@ -1,18 +1,61 @@
-"""Admin for staff (kept minimal here; the console issue grows it)."""
+"""Admin for staff: orders with their payments and events, and API tokens.
+
+Admin never writes an order itself. The address and the approve/cancel actions go through
+`orders.actions` (the order's workflow has the last word and its activities do the writing);
+everything else on an order, and every payment and event, is read-only here.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from django.contrib import admin
-from django.http import HttpRequest
+from django import forms
+from django.contrib import admin, messages
+from django.db import router, transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
+from lifecycle.states import Action, allows, refusal_reason
+from lifecycle.validation import ADDRESS_FIELD_MAX, address_problems
+from orders.actions import order_act_many_sync, order_act_sync
 from orders.models import ApiToken, Event, Order, Payment
 
+ADDRESS_PERMISSION = "orders.change_order_address"
+ADDRESS_FIELDS = ("street", "city", "zip")  # form fields named like the address keys
+ORDER_FIELDS = ("id", "state", "total", "payment_id", "approval_deadline", "workflow_run_id", "created_at", "updated_at")
+BULK_LIMIT = 200  # the same cap as the console's bulk actions: each order is one workflow round trip
 
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
+
+def _current_address(order: Order) -> dict[str, Any]:
+    return dict(order.address_json) if isinstance(order.address_json, dict) else {}
+
+
+@admin.display(description="order", ordering="order_id")
+def order_link(row: Event | Payment) -> SafeString:
+    # From the foreign key column: no join, no extra query per row.
+    return format_html('<a href="{}">{}</a>', reverse("admin:orders_order_change", args=[row.order_id]), row.order_id)
+
+
+@admin.display(description="who")
+def event_who(event: Event) -> str:
+    payload = event.payload_json if isinstance(event.payload_json, dict) else {}
+    actor, via = payload.get("actor") or "", payload.get("via") or ""
+    return f"{actor} via {via}" if actor and via else actor or via or "workflow"
+
+
+@admin.display(description="payload")
+def event_payload(event: Event) -> SafeString:
+    return format_html("<pre>{}</pre>", json.dumps(event.payload_json, indent=2, sort_keys=True))
+
+
+class ReadOnly:
+    """Payments, events (and, below, orders and tokens) are the audit trail: no one, superusers
+    included, adds, changes or deletes them here. Works for model admins and inlines alike."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -20,64 +63,263 @@ class ReadOnlyInline(admin.TabularInline):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
-class EventInline(ReadOnlyInline):
-    model = Event
-    fields = ("timestamp", "type", "payload_json")
-    readonly_fields = fields
-    ordering = ("timestamp",)
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)  # type: ignore[misc]
+        actions.pop("delete_selected", None)  # hidden by the permission anyway; removed to be explicit
+        return actions
 
 
-class PaymentInline(ReadOnlyInline):
+class OrderPartInline(ReadOnly, admin.TabularInline):
+    """Rows of an order, visible to whoever may view the order itself (Reviewers hold
+    `view_order` but no view permission of their own on payments or events)."""
+
+    extra = 0
+    max_num = 0
+    can_delete = False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.admin_site.get_model_admin(self.parent_model).has_view_permission(request, obj)
+
+
+class PaymentInline(OrderPartInline):
     model = Payment
-    fields = ("payment_id", "status", "amount", "created_at")
+    fields = ("payment_id", "status", "amount", "created_at", "updated_at")
     readonly_fields = fields
+
+
+class EventInline(OrderPartInline):
+    model = Event
+    fields = ("timestamp", "type", event_who, event_payload)
+    readonly_fields = fields
+    ordering = ("timestamp", "id")
+
+
+class OrderAddressForm(forms.ModelForm):
+    """The address as separate fields; `clean` builds the address the workflow will receive, keeping
+    any further keys it has (the API accepts a few) so an edit here never silently drops them."""
+
+    street = forms.CharField(max_length=ADDRESS_FIELD_MAX)
+    city = forms.CharField(max_length=ADDRESS_FIELD_MAX)
+    zip = forms.CharField(label="ZIP", max_length=ADDRESS_FIELD_MAX)
+
+    class Meta:
+        model = Order
+        fields: list[str] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        current = _current_address(self.instance)
+        for name in ADDRESS_FIELDS:
+            self.initial.setdefault(name, current.get(name, ""))
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if any(name in self.errors for name in ADDRESS_FIELDS):
+            return cleaned
+        address = _current_address(self.instance) | {name: cleaned[name] for name in ADDRESS_FIELDS}
+        for where, problem in address_problems(address).items():
+            name = where.removeprefix("address.")
+            self.add_error(name if name in ADDRESS_FIELDS else None, f"{where} {problem}")
+        cleaned["address"] = address
+        return cleaned
+
+
+def _address_part(key: str, label: str) -> Any:
+    """A read-only display of one part of the address, named like the form field it stands in for."""
+
+    @admin.display(description=label)
+    def show(model_admin: admin.ModelAdmin, order: Order) -> str:
+        return str(_current_address(order).get(key, ""))
+
+    return show
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ReadOnly, admin.ModelAdmin):
+    """Orders: read-only except the shipping address, which is sent to the order's workflow.
+
+    Who may edit: Django admin only accepts a change-form POST from users passing
+    `has_change_permission`. Reviewers hold `orders.change_order_address` but not
+    `orders.change_order`, and the address is the only thing on an order anyone may change here,
+    so either permission opens the form (staff status is still required by admin itself). The
+    address fields exist only for users with `orders.change_order_address`; for anyone else they
+    are read-only displays and the form has no such fields, so a forged POST carries nothing that
+    is read. Orders are started through the API (which starts their workflow) and never deleted.
+    """
+
     list_display = ("id", "state", "total", "created_at", "updated_at")
     list_filter = ("state",)
-    search_fields = ("=id",)
+    search_fields = ("id__exact",)  # exact match uses the primary key index
+    search_help_text = "Search by the exact order id."
     date_hierarchy = "created_at"
-    readonly_fields = ("id", "state", "items_json", "address_json", "payment_id", "total", "workflow_run_id", "approval_deadline", "created_at", "updated_at")
-    exclude = ("request_digest",)
-    inlines = [PaymentInline, EventInline]
+    ordering = ("-created_at",)
+    # Every column is on the order row itself, so no join is needed (and none is made): the list
+    # costs the same number of queries for any page size. Skipping the unfiltered COUNT(*) keeps
+    # it cheap on a large table.
+    list_select_related = ()
+    show_full_result_count = False
+    inlines = (PaymentInline, EventInline)
+    actions = ("approve_selected", "cancel_selected")
+    fieldsets = (
+        (None, {"fields": ORDER_FIELDS}),
+        ("Items", {"fields": ("items",)}),
+        ("Shipping address", {"fields": (*ADDRESS_FIELDS, "other_address_fields")}),
+    )
+    readonly_fields = (*ORDER_FIELDS, "items", "other_address_fields")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("orders.change_order") or request.user.has_perm(ADDRESS_PERMISSION)
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    def has_approve_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("orders.approve_order")
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("orders.cancel_order")
+
+    def can_edit_address(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(ADDRESS_PERMISSION)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        address = () if self.can_edit_address(request) else ADDRESS_FIELDS
+        return (*self.readonly_fields, *address)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        kwargs["form"] = OrderAddressForm if self.can_edit_address(request) else forms.ModelForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[str | None, dict[str, Any]]]:
+        fieldsets = [(name, dict(options)) for name, options in self.fieldsets]
+        if obj is not None and self.can_edit_address(request) and not allows(Action.UPDATE_ADDRESS, obj.state):
+            # A hint only: the workflow has the last word, so the fields stay editable.
+            reason = refusal_reason(Action.UPDATE_ADDRESS, obj.state)
+            fieldsets[-1][1]["description"] = f"A change is likely to be refused: {reason}."
+        return fieldsets
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        # The address is all there is to save: without the right to change it, no Save button.
+        context = {"show_save": self.can_edit_address(request), "show_save_and_continue": False}
+        return super().changeform_view(request, object_id, form_url, context | (extra_context or {}))
+
+    def save_model(self, request: HttpRequest, obj: Order, form: forms.ModelForm, change: bool) -> None:
+        """Send a changed address to the workflow instead of saving: its activity is the only writer.
+
+        Admin runs the change form in a transaction, and the activity writes in its own (on SQLite
+        admin's open transaction would even block it), so the address is sent once admin's commits.
+        """
+        address = form.cleaned_data.get("address")
+        if address is None or not self.can_edit_address(request):
+            return
+        if address == _current_address(obj):
+            self.message_user(request, "The address is unchanged; nothing was sent.", messages.INFO)
+            return
+        transaction.on_commit(lambda: self._send_address(request, obj, address), router.db_for_write(Order))
+
+    def _send_address(self, request: HttpRequest, obj: Order, address: dict[str, Any]) -> None:
+        outcome = order_act_sync(
+            order_id=obj.id, action=Action.UPDATE_ADDRESS, actor=request.user.get_username(), via="admin", address=address
+        )
+        if outcome.applied:
+            super().log_change(request, obj, "Changed the address through the workflow.")
+            self.message_user(request, f"The address of {obj.id} was updated.", messages.SUCCESS)
+        else:
+            self.message_user(request, f"The address of {obj.id} was not changed: {outcome.detail}", messages.ERROR)
+
+    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
+        """Nothing related is written: payments and events are the workflow's to record."""
+
+    def construct_change_message(self, request: HttpRequest, form: Any, formsets: Any, add: bool = False) -> list[Any]:
+        return []  # the formsets were never saved; _send_address logs what the workflow applied
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> None:
+        """Admin's history records only what the workflow applied (see `_send_address`)."""
+
+    def response_change(self, request: HttpRequest, obj: Order) -> HttpResponse:
+        # Back to the order, without admin's "changed successfully": save_model said what happened.
+        return HttpResponseRedirect(request.get_full_path())
+
+    @admin.display(description="Items")
+    def items(self, order: Order) -> SafeString:
+        rows = ((item.get("quantity"), item.get("name"), item.get("price")) for item in order.items_json or [])
+        return format_html("<ul>{}</ul>", format_html_join("", "<li>{} × {} at {}</li>", rows))
+
+    street = _address_part("street", "Street")
+    city = _address_part("city", "City")
+    zip = _address_part("zip", "ZIP")
+
+    @admin.display(description="Other address fields")
+    def other_address_fields(self, order: Order) -> str:
+        extra = {k: v for k, v in _current_address(order).items() if k not in ADDRESS_FIELDS}
+        return ", ".join(f"{k}: {v}" for k, v in extra.items()) or "—"
+
+    @admin.action(description="Approve selected orders", permissions=["approve"])
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        self._act_on_selected(request, queryset, Action.APPROVE, "Approved")
+
+    @admin.action(description="Cancel selected orders", permissions=["cancel"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        self._act_on_selected(request, queryset, Action.CANCEL, "Cancelled")
+
+    def _act_on_selected(self, request: HttpRequest, queryset: QuerySet[Order], action: Action, done: str) -> None:
+        """One summary, then one message per order the workflow did not act on, with its reason."""
+        order_ids = list(queryset.order_by("created_at", "id").values_list("id", flat=True)[: BULK_LIMIT + 1])
+        if len(order_ids) > BULK_LIMIT:
+            self.message_user(request, f"Select at most {BULK_LIMIT} orders; nothing was sent.", messages.ERROR)
+            return
+        outcomes = order_act_many_sync(order_ids=order_ids, action=action, actor=request.user.get_username(), via="admin")
+        applied = [o.order_id for o in outcomes if o.applied]
+        summary = f"{done} {len(applied)} of {len(outcomes)} orders" + (f": {', '.join(applied)}." if applied else ".")
+        self.message_user(request, summary, messages.SUCCESS if applied else messages.WARNING)
+        for outcome in outcomes:
+            if not outcome.applied:
+                state = f" (state {outcome.state})" if outcome.state else ""
+                message = f"{outcome.order_id}: not {done.lower()}{state}: {outcome.detail}"
+                self.message_user(request, message, messages.ERROR)
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
-    list_display = ("timestamp", "order", "type")
+class EventAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ("timestamp", order_link, "type", event_who)
     list_filter = ("type",)
-    search_fields = ("=order__id",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    search_fields = ("order__id__exact",)
+    search_help_text = "Search by the exact order id."
+    date_hierarchy = "timestamp"
+    show_full_result_count = False
+    fields = ("id", order_link, "type", "timestamp", event_who, event_payload)
+    readonly_fields = fields
 
 
 @admin.register(Payment)
-class PaymentAdmin(EventAdmin):
-    list_display = ("payment_id", "order", "status", "amount", "created_at")
+class PaymentAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ("payment_id", order_link, "status", "amount", "created_at", "updated_at")
     list_filter = ("status",)
+    search_fields = ("payment_id__exact", "order__id__exact")
+    search_help_text = "Search by the exact payment id or order id."
+    fields = ("payment_id", order_link, "status", "amount", "created_at", "updated_at")
+    readonly_fields = fields
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ("prefix", "user", "name", "created_at", "last_used_at", "revoked_at")
-    readonly_fields = ("prefix", "user", "key_hash", "created_at", "last_used_at")
-    fields = ("prefix", "user", "name", "created_at", "last_used_at", "revoked_at")
+class ApiTokenAdmin(ReadOnly, admin.ModelAdmin):
+    """Tokens are created by `manage.py create_api_token` and ended only by revoking them (the row
+    stays as the record of who had access and when it was last used). The digest is never shown."""
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    list_display = ("prefix", "user", "name", "created_at", "last_used_at", "revoked_at")
+    list_select_related = ("user",)
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    search_fields = ("prefix", "name", "user__username")
+    fields = ("prefix", "user", "name", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = fields
+    actions = ("revoke_selected",)
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("orders.change_apitoken")
+
+    @admin.action(description="Revoke selected tokens", permissions=["revoke"])
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
