@@ -8,6 +8,7 @@ returns the earlier result and moves no money.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -45,6 +46,14 @@ def flaky_call() -> None:
     raise TransientCallError("simulated transient failure")
 
 
+def crash_point(name: str, rate: float) -> None:
+    """Test-only fault injection: die here, as a power cut would, with probability `rate`."""
+    if rate > 0 and random.random() < rate:
+        logger.warning("chaos: crashing the worker process at %s", name)
+        logging.shutdown()
+        os._exit(137)
+
+
 @dataclass(frozen=True)
 class Movement:
     idempotency_key: str
@@ -63,6 +72,8 @@ def _move_money(*, idempotency_key: str, kind: str, amount: Decimal) -> Movement
     except IntegrityError:  # a concurrent attempt with the same key won the race
         row, created = ProviderCharge.objects.get(idempotency_key=idempotency_key, kind=kind), False
     flaky_call()  # ... or the provider's answer may be lost after the money moved
+    if kind == ProviderCharge.KIND_CHARGE:
+        crash_point("after_charge", settings.CHAOS_CRASH_AFTER_CHARGE_RATE)
     return Movement(idempotency_key, kind, row.amount, replayed=not created)
 
 
