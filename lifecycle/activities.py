@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.db import close_old_connections
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -29,17 +30,34 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def with_db(fn: F) -> F:
-    """Workers never see Django's request cycle: drop stale connections around each attempt."""
+    """Workers never see Django's request cycle: drop stale connections around each attempt.
+
+    A failure that keeps coming back is logged at ERROR with the order id once the attempt number
+    reaches ACTIVITY_ERROR_LOG_ATTEMPT, so it reaches whoever watches the logs; earlier attempts
+    are expected noise (flaky calls) and stay at INFO.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         close_old_connections()
         try:
             return fn(*args, **kwargs)
+        except ApplicationError:
+            raise  # a business verdict, not a fault
+        except Exception as err:
+            _log_failure(fn.__name__, args[0] if args else None, err)
+            raise
         finally:
             close_old_connections()
 
     return wrapper  # type: ignore[return-value]
+
+
+def _log_failure(name: str, arg: Any, err: Exception) -> None:
+    attempt = activity.info().attempt if activity.in_activity() else 1
+    level = logging.ERROR if attempt >= settings.ACTIVITY_ERROR_LOG_ATTEMPT else logging.INFO
+    order_id = getattr(arg, "order_id", "?")
+    logger.log(level, "activity %s for order %s failed on attempt %d: %s: %s", name, order_id, attempt, type(err).__name__, err)
 
 
 def _transition(step: StepInput, event_type: EventType, state: State | None, **payload: Any) -> None:

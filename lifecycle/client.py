@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from django.conf import settings
@@ -19,6 +19,9 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.service import RPCError, RPCStatusCode
 
 from lifecycle.states import Action
@@ -132,6 +135,37 @@ async def send_action(
 async def query_status(order_id: str) -> StatusView:
     client = await get_client()
     return await client.get_workflow_handle(order_id).query(OrderWorkflow.status)
+
+
+POLLER_FRESHNESS = timedelta(seconds=90)  # a live worker re-polls at least once a minute
+
+
+async def queue_workers(task_queue: str) -> int:
+    """How many workers have polled `task_queue` for workflow tasks lately."""
+    client = await get_client()
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        ),
+        timeout=timedelta(seconds=5),
+    )
+    now = datetime.now(timezone.utc)
+    return sum(1 for poller in response.pollers if now - poller.last_access_time.ToDatetime(timezone.utc) < POLLER_FRESHNESS)
+
+
+async def workers_health(task_queues: list[str]) -> dict[str, str]:
+    """Per task queue: "ok (N workers)" or why no worker serves it."""
+    report: dict[str, str] = {}
+    for task_queue in task_queues:
+        try:
+            count = await queue_workers(task_queue)
+        except (TemporalUnavailable, RPCError, RuntimeError, asyncio.TimeoutError) as err:
+            report[task_queue] = f"unknown: {err or type(err).__name__}"
+            continue
+        report[task_queue] = f"ok ({count} polling)" if count else "no worker polling"
+    return report
 
 
 async def temporal_health() -> str:

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema, Status
@@ -17,7 +18,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 from pydantic import ConfigDict, Field, StrictInt
 
-from lifecycle.client import TemporalUnavailable, start_order_workflow, temporal_health, tuning_from_settings
+from lifecycle.client import TemporalUnavailable, start_order_workflow, temporal_health, tuning_from_settings, workers_health
 from lifecycle.states import Action
 from lifecycle.types import OrderInput
 from lifecycle.validation import address_problems, order_id_problem
@@ -131,6 +132,7 @@ class HealthOut(Schema):
     status: str
     database: str
     temporal: str
+    workers: dict[str, str] = {}
     detail: str | None = None
 
 
@@ -249,8 +251,6 @@ async def start_order(request: HttpRequest, order_id: str, payload: StartIn) -> 
 
 
 def _shipping_queue() -> str:
-    from django.conf import settings
-
     return str(settings.SHIPPING_TASK_QUEUE)
 
 
@@ -310,12 +310,24 @@ def _database_health() -> str:
     return "ok"
 
 
-@api.get("/health", auth=None, response={200: HealthOut, 503: HealthOut}, summary="Whether the database and Temporal answer")
+@api.get(
+    "/health",
+    auth=None,
+    response={200: HealthOut, 503: HealthOut},
+    summary="Whether the database and Temporal answer, and which task queues have workers",
+)
 async def health(request: HttpRequest) -> Status[Any]:
     database = await sync_to_async(_database_health)()
     temporal = await temporal_health()
     down = [name for name, value in (("database", database), ("temporal", temporal)) if value != "ok"]
-    body: dict[str, Any] = {"status": "ok" if not down else "unavailable", "database": database, "temporal": temporal}
+    # Workers are reported but do not fail the check: a web process is healthy while workers restart.
+    workers = await workers_health([settings.ORDER_TASK_QUEUE, settings.SHIPPING_TASK_QUEUE]) if temporal == "ok" else {}
+    body: dict[str, Any] = {
+        "status": "ok" if not down else "unavailable",
+        "database": database,
+        "temporal": temporal,
+        "workers": workers,
+    }
     if down:
         body["detail"] = f"{' and '.join(down)} down"
         return Status(503, body)

@@ -99,10 +99,19 @@ def test_status_needs_a_token(queues: Any) -> None:
     assert Client().get("/orders/x/status").status_code == 401
 
 
-def test_health_reports_database_and_temporal(queues: Any) -> None:
+def test_health_reports_database_and_temporal(workers: Any) -> None:
     response = Client().get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "temporal": "ok", "detail": None}
+    body = response.json()
+    assert (body["status"], body["database"], body["temporal"]) == ("ok", "ok", "ok")
+    assert set(body["workers"]) == {workers.config.order_task_queue, workers.config.shipping_task_queue}
+    assert all(value.startswith("ok") for value in body["workers"].values())
+
+
+def test_health_names_a_task_queue_without_workers_but_stays_up(queues: Any) -> None:
+    response = Client().get("/health")
+    assert response.status_code == 200
+    assert response.json()["workers"][queues.order_task_queue] == "no worker polling"
 
 
 def test_health_is_503_naming_temporal_when_it_is_down(queues: Any, settings: Any) -> None:

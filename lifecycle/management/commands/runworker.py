@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-import sys
 import time
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 from temporalio.client import Client
 
+from lifecycle.management.base import TemporalCommand
 from lifecycle.worker import QUEUES, WorkerConfig, run_workers
 
 
-class Command(BaseCommand):
+class Command(TemporalCommand):
     help = "Run the Temporal workers of the order lifecycle (both task queues unless --queue is given)."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -40,20 +38,10 @@ class Command(BaseCommand):
             activity_threads=options["threads"],
             grace_seconds=options["grace"],
         )
-        code = 0
         try:
             asyncio.run(self._run(options["address"], options["namespace"], options["connect_timeout"], queues, config))
         except KeyboardInterrupt:
             pass
-        except CommandError as err:
-            self.stderr.write(f"CommandError: {err}")
-            code = 1
-        # The Temporal core's Rust threads can outlive the event loop and abort CPython's
-        # finalization (sdk-python issue 300); everything is drained and flushed by now.
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
 
     async def _run(self, address: str, namespace: str, connect_timeout: float, queues: tuple[str, ...], config: WorkerConfig) -> None:
         client = await self._connect(address, namespace, connect_timeout)
