@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: run test chaos venv check-python clean
+.PHONY: run test chaos bench venv check-python clean
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
@@ -29,3 +29,7 @@ clean:
 # Fault injection: its own stack (Temporal dev server, PostgreSQL, workers, web), N orders, faults.
 chaos: venv
 	$(PY) scripts/chaos.py $(CHAOS_ARGS)
+
+# Benchmark (not a test): its own stack, bare-Temporal floor vs our orders, figures as a table and JSON.
+bench: venv
+	$(PY) scripts/bench.py $(BENCH_ARGS)
