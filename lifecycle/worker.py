@@ -26,6 +26,9 @@ class WorkerConfig:
     shipping_task_queue: str
     activity_threads: int = 20
     grace_seconds: float = 10.0
+    # Workflows kept in memory between tasks; beyond this the least recent are evicted and
+    # replayed from history when they next wake, which bounds a worker's memory.
+    max_cached_workflows: int = 1000
 
 
 def build_workers(client: Client, queues: tuple[str, ...], config: WorkerConfig, executor: ThreadPoolExecutor) -> list[Worker]:
@@ -33,6 +36,7 @@ def build_workers(client: Client, queues: tuple[str, ...], config: WorkerConfig,
         "activity_executor": executor,
         "max_concurrent_activities": config.activity_threads,
         "graceful_shutdown_timeout": timedelta(seconds=config.grace_seconds),
+        "max_cached_workflows": config.max_cached_workflows,
     }
     workers = []
     if "order" in queues:

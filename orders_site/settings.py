@@ -139,6 +139,7 @@ FLAKY_CALL_TIMEOUT_SHARE = env.float("FLAKY_CALL_TIMEOUT_SHARE", default=0.0)
 TEMPORAL_UPDATE_TIMEOUT_SECONDS = env.float("TEMPORAL_UPDATE_TIMEOUT_SECONDS", default=30.0)
 WORKER_GRACE_SECONDS = env.float("WORKER_GRACE_SECONDS", default=10.0)
 WORKER_ACTIVITY_THREADS = env.int("WORKER_ACTIVITY_THREADS", default=20)
+WORKER_MAX_CACHED_WORKFLOWS = env.int("WORKER_MAX_CACHED_WORKFLOWS", default=1000)
 
 # --- Security headers (production values apply whenever DEBUG is off) -----------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True

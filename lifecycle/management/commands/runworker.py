@@ -37,6 +37,7 @@ class Command(TemporalCommand):
             shipping_task_queue=settings.SHIPPING_TASK_QUEUE,
             activity_threads=options["threads"],
             grace_seconds=options["grace"],
+            max_cached_workflows=settings.WORKER_MAX_CACHED_WORKFLOWS,
         )
         try:
             asyncio.run(self._run(options["address"], options["namespace"], options["connect_timeout"], queues, config))
