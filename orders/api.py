@@ -242,16 +242,12 @@ async def start_order(request: HttpRequest, order_id: str, payload: StartIn) -> 
                 items=order.items_json,
                 address=payload.address,
                 tuning=tuning_from_settings(),
-                shipping_task_queue=_shipping_queue(),
+                shipping_task_queue=settings.SHIPPING_TASK_QUEUE,
             )
         )
         await sync_to_async(services.order_set_run_id)(order_id=order.id, run_id=run_id)
     state = await Order.objects.filter(id=order.id).values_list("state", flat=True).aget()
     return Status(201 if outcome.created else 200, {"order_id": order.id, "workflow_id": order.id, "run_id": run_id, "state": state})
-
-
-def _shipping_queue() -> str:
-    return str(settings.SHIPPING_TASK_QUEUE)
 
 
 async def _act(request: HttpRequest, order_id: str, action: Action, **kwargs: Any) -> Status[Any]:

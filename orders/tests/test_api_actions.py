@@ -167,3 +167,10 @@ def test_create_api_token_can_create_an_api_client(db: None, capsys: Any) -> Non
     user = User.objects.get(username="shop")
     assert user.has_perm("orders.add_order") and user.has_perm("orders.approve_order")
     assert not user.has_usable_password()
+
+
+def test_a_wrong_method_is_a_json_405(db: None) -> None:
+    response = Client().get("/orders/x/start")
+    assert response.status_code == 405
+    assert response.json()["detail"] == "Method Not Allowed"
+    assert response["Allow"] == "POST"
