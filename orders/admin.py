@@ -16,7 +16,6 @@ from django.db import router, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -24,6 +23,7 @@ from lifecycle.states import Action, allows, refusal_reason
 from lifecycle.validation import ADDRESS_FIELD_MAX, address_problems
 from orders.actions import order_act_many_sync, order_act_sync
 from orders.models import ApiToken, Event, Order, Payment
+from orders.tokens import token_revoke
 
 ADDRESS_PERMISSION = "orders.change_order_address"
 ADDRESS_FIELDS = ("street", "city", "zip")  # form fields named like the address keys
@@ -321,5 +321,5 @@ class ApiTokenAdmin(ReadOnly, admin.ModelAdmin):
 
     @admin.action(description="Revoke selected tokens", permissions=["revoke"])
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
-        revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        revoked = token_revoke(tokens=queryset)
         self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)

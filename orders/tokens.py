@@ -8,6 +8,7 @@ import secrets
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from orders.models import ApiToken
@@ -39,3 +40,8 @@ def token_authenticate(token: str) -> AbstractBaseUser | None:
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_PRECISION:
         ApiToken.objects.filter(pk=row.pk).update(last_used_at=now)
     return row.user
+
+
+def token_revoke(*, tokens: QuerySet[ApiToken]) -> int:
+    """End these tokens now; the rows stay as the record of who had access. Returns how many."""
+    return tokens.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
