@@ -1,4 +1,5 @@
-"""Refuse oversized request bodies with a JSON 413 before any view parses them."""
+"""Request and response guards: oversized bodies get a JSON 413 before any view parses them, and
+every response carries the Content-Security-Policy."""
 
 from __future__ import annotations
 
@@ -33,3 +34,22 @@ class BodySizeLimitMiddleware:
             except RequestDataTooBig:
                 return too_big
         return self.get_response(request)
+
+
+class ContentSecurityPolicyMiddleware:
+    """Send settings.CONTENT_SECURITY_POLICY with every response (Django 5.2 has no CSP of its own).
+
+    On every response, not only the console's pages: a policy on JSON or a redirect costs nothing,
+    and a page added later is covered without anyone remembering to. A view that needs another
+    policy sets the header itself; it is left alone.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        policy = getattr(settings, "CONTENT_SECURITY_POLICY", "")
+        if policy and "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = policy
+        return response

@@ -6,6 +6,7 @@ values come only from the environment (see README, "Configuration").
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -16,7 +17,9 @@ DATA_DIR = BASE_DIR / ".data"
 env = environ.Env()
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-order-lifecycle-key-change-me-in-production")
+# The development default starts with "django-insecure-" on purpose: `check --deploy` reports such a
+# key (security.W009), so a production deploy that forgot to set SECRET_KEY fails its check.
+SECRET_KEY = env.str("SECRET_KEY", default="django-insecure-order-lifecycle-development-key-never-use-in-production")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -32,12 +35,14 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",  # login throttling; after django.contrib.auth, whose signals it listens to
     "channels",
     "ninja",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "orders.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "orders.json_errors.JsonErrorMiddleware",
     "orders.middleware.BodySizeLimitMiddleware",
@@ -47,6 +52,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it turns a login refused during a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "orders_site.urls"
@@ -154,6 +161,34 @@ SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"  # Django's default, stated: the tests check the header
+# Sent with every response by orders.middleware.ContentSecurityPolicyMiddleware. The console, the
+# login page, admin and the Swagger UI at /docs load scripts and styles only from their own static
+# files (no inline <script> or style=""), so nothing needs 'unsafe-inline'; the console's live
+# updates use a websocket (ws: / wss:).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'"
+)
+
+# --- Login throttling (django-axes) ---------------------------------------------------------
+# Failed sign-ins (console login page and admin alike) are counted per username *and* client IP:
+# after AXES_FAILURE_LIMIT of them that pair is refused, right password or not, for the cool-off
+# time (HTTP 429 and templates/registration/locked.html). Counting per pair means an attacker
+# cannot lock a colleague out from elsewhere; a success resets the count.
+AUTHENTICATION_BACKENDS = [
+    # First, so it refuses a locked-out attempt before any password is checked. It needs the
+    # request: Django's test Client.login() passes none, so tests use force_login(), or
+    # client.login(request=HttpRequest(), ...).
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
+AXES_HTTP_RESPONSE_CODE = 429  # axes' default, stated: Too Many Requests
 
 # --- Logging: plain lines for people, LOG_FORMAT=json for log pipelines -----------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
@@ -171,7 +206,10 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # Kept quiet whatever LOG_LEVEL says: django.db.backends would log every query with its
+    # parameters, and the Temporal SDK's DEBUG lines print activity results and payloads; both
+    # carry payment ids (orders/tests/test_security.py checks that none reaches the logs).
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "temporalio": {"level": "INFO"}},
 }
 
 # An activity that keeps failing is logged at ERROR (with the order id) from this attempt on.
