@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -57,7 +57,9 @@ def _log_failure(name: str, arg: Any, err: Exception) -> None:
     attempt = activity.info().attempt if activity.in_activity() else 1
     level = logging.ERROR if attempt >= settings.ACTIVITY_ERROR_LOG_ATTEMPT else logging.INFO
     order_id = getattr(arg, "order_id", "?")
-    logger.log(level, "activity %s for order %s failed on attempt %d: %s: %s", name, order_id, attempt, type(err).__name__, err)
+    # A database error's text can quote the row's values (a payment id): name the error only.
+    detail = "" if isinstance(err, DatabaseError) else f": {err}"
+    logger.log(level, "activity %s for order %s failed on attempt %d: %s%s", name, order_id, attempt, type(err).__name__, detail)
 
 
 def _transition(step: StepInput, event_type: EventType, state: State | None, **payload: Any) -> None:

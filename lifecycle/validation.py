@@ -13,6 +13,17 @@ ADDRESS_MAX_FIELDS = 12
 UNDELIVERABLE_ZIP = "00000"
 
 
+def text_problem(value: str) -> str:
+    """Why a string cannot be stored and shown as text (NUL, or a lone surrogate), or ""."""
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text"
+    return ""
+
+
 def order_id_problem(order_id: str) -> str:
     if not ORDER_ID_PATTERN.match(order_id):
         return "must be 1-100 characters: letters, digits and . _ : - (starting with a letter or digit)"
@@ -31,12 +42,14 @@ def address_problems(address: Any) -> dict[str, str]:
     if len(address) > ADDRESS_MAX_FIELDS:
         problems["address"] = f"has more than {ADDRESS_MAX_FIELDS} fields"
     for name, value in address.items():
-        if not isinstance(name, str) or len(name) > 50:
-            problems["address"] = "field names must be strings of at most 50 characters"
+        if not isinstance(name, str) or len(name) > 50 or text_problem(name):
+            problems["address"] = "field names must be text of at most 50 characters"
         elif not isinstance(value, str):
             problems.setdefault(f"address.{name}", "must be a string")
-        elif len(value) > ADDRESS_FIELD_MAX or "\x00" in value:
-            problems[f"address.{name}"] = f"must be at most {ADDRESS_FIELD_MAX} characters, without NUL"
+        elif len(value) > ADDRESS_FIELD_MAX:
+            problems[f"address.{name}"] = f"must be at most {ADDRESS_FIELD_MAX} characters"
+        elif text_problem(value):
+            problems[f"address.{name}"] = text_problem(value)
     return problems
 
 

@@ -16,12 +16,12 @@ from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
-from pydantic import ConfigDict, Field, StrictInt
+from pydantic import ConfigDict, Field, StrictInt, field_validator
 
 from lifecycle.client import TemporalUnavailable, start_order_workflow, temporal_health, tuning_from_settings, workers_health
 from lifecycle.states import Action
 from lifecycle.types import OrderInput
-from lifecycle.validation import address_problems, order_id_problem
+from lifecycle.validation import address_problems, order_id_problem, text_problem
 from orders import selectors, services
 from orders.actions import Verdict, order_act
 from orders.models import Order
@@ -64,6 +64,15 @@ class ItemIn(Schema):
     name: str = Field(min_length=1, max_length=200)
     price: Decimal = Field(gt=0, max_digits=10, decimal_places=2, allow_inf_nan=False)
     quantity: StrictInt = Field(ge=1, le=10_000)
+
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_text(cls, value: str) -> str:
+        problem = text_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class StartIn(Schema):

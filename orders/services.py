@@ -184,7 +184,7 @@ def payment_charge(*, order_id: str, payment_id: str, event_id: str) -> Payment:
         payment_id=payment_id, defaults={"order": order, "amount": order.total, "status": PaymentStatus.PENDING}
     )
     if payment.order_id != order_id:
-        raise PaymentConflict(f"payment_id {payment_id} belongs to another order")
+        raise PaymentConflict("the payment_id belongs to another order")
     if payment.status != PaymentStatus.PENDING:
         return payment
     return _settle(

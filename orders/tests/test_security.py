@@ -287,11 +287,6 @@ def test_a_nul_byte_is_refused(token_client: Client, case: str, body: dict[str, 
     assert written() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="orders/api.py ItemIn.name accepts NUL (PostgreSQL's jsonb then refuses the row: a 500); "
-    "see docs/security.md, 'Known gaps'",
-)
 def test_a_nul_byte_in_an_item_name_is_refused(token_client: Client) -> None:
     before = written()
     body = order_body(items=[{"name": "Wid\x00get", "price": "1.00", "quantity": 1}])
@@ -311,11 +306,6 @@ def test_a_lone_surrogate_in_an_item_name_is_refused(token_client: Client) -> No
     assert written() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lifecycle/validation.py address_problems lets lone surrogates through, and the stored "
-    "address then makes the console and admin pages answer 500; see docs/security.md, 'Known gaps'",
-)
 @pytest.mark.parametrize("where", ["value", "key"])
 def test_a_lone_surrogate_in_the_address_is_refused(token_client: Client, where: str) -> None:
     before = written()
