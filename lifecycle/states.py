@@ -92,7 +92,9 @@ def allows(action: Action | str, state: State | str, *, approved: bool = False, 
     return not (action in (Action.CANCEL, Action.UPDATE_ADDRESS) and dispatch_started)
 
 
-def refusal_reason(action: Action | str, state: State | str, *, approved: bool = False, dispatch_started: bool = False) -> str:
+def refusal_reason(
+    action: Action | str, state: State | str, *, approved: bool = False, dispatch_started: bool = False
+) -> str:
     """A sentence for a person saying why `action` is refused (empty when it is allowed)."""
     if allows(action, state, approved=approved, dispatch_started=dispatch_started):
         return ""

@@ -31,7 +31,9 @@ class WorkerConfig:
     max_cached_workflows: int = 1000
 
 
-def build_workers(client: Client, queues: tuple[str, ...], config: WorkerConfig, executor: ThreadPoolExecutor) -> list[Worker]:
+def build_workers(
+    client: Client, queues: tuple[str, ...], config: WorkerConfig, executor: ThreadPoolExecutor
+) -> list[Worker]:
     common = {
         "activity_executor": executor,
         "max_concurrent_activities": config.activity_threads,
@@ -62,7 +64,9 @@ def build_workers(client: Client, queues: tuple[str, ...], config: WorkerConfig,
     return workers
 
 
-async def run_workers(client: Client, queues: tuple[str, ...], config: WorkerConfig, *, stop: asyncio.Event | None = None) -> None:
+async def run_workers(
+    client: Client, queues: tuple[str, ...], config: WorkerConfig, *, stop: asyncio.Event | None = None
+) -> None:
     """Poll the chosen queues until SIGTERM/SIGINT (or `stop`), then drain within the grace period."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -26,7 +26,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from lifecycle.states import Action, EventType, PaymentStatus, State, allows, refusal_reason
+    from lifecycle.states import Action, EventType, PaymentStatus, State, refusal_reason
     from lifecycle.types import (
         ActionResult,
         ActorRequest,
@@ -173,7 +173,7 @@ class OrderWorkflow:
             await workflow.wait_condition(
                 lambda: self._approval is not None or self._cancel is not None, timeout=timeout
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._state = State.APPROVAL_TIMEOUT
             await self._activity(
                 "approval_timed_out",
@@ -198,9 +198,7 @@ class OrderWorkflow:
             id=f"shipping-{order.order_id}",
             task_queue=order.shipping_task_queue,
         )
-        await workflow.wait_condition(
-            lambda: self._package_ready or self._cancel is not None or child.done()
-        )
+        await workflow.wait_condition(lambda: self._package_ready or self._cancel is not None or child.done())
         if self._cancel is not None and not child.done():
             await child.signal(ShippingWorkflow.abort)
         elif not child.done():
@@ -259,7 +257,13 @@ class OrderWorkflow:
 
     # --- helpers ------------------------------------------------------------------------------
     def _step(
-        self, event_type: EventType, *, actor: str = "", reason: str = "", via: str = "", payload: dict[str, Any] | None = None
+        self,
+        event_type: EventType,
+        *,
+        actor: str = "",
+        reason: str = "",
+        via: str = "",
+        payload: dict[str, Any] | None = None,
     ) -> StepInput:
         return StepInput(
             order_id=self._order.order_id,
@@ -281,7 +285,9 @@ class OrderWorkflow:
     def _check(self, action: Action) -> None:
         reason = self._refusal(action)
         if reason:
-            raise ApplicationError(f"Cannot {action.value.replace('_', ' ')}: {reason}", self._state.value, type=ACTION_NOT_ALLOWED)
+            raise ApplicationError(
+                f"Cannot {action.value.replace('_', ' ')}: {reason}", self._state.value, type=ACTION_NOT_ALLOWED
+            )
 
     def _accept_approval(self, request: ActorRequest) -> ActionResult:
         self._approval = request
@@ -404,7 +410,9 @@ class ShippingWorkflow:
     @workflow.run
     async def run(self, shipping: ShippingInput) -> ShippingResult:
         order_id = shipping.order_id
-        await run_step("package_prepared", StepInput(order_id, event_id(order_id, EventType.PACKAGE_PREPARED)), shipping.tuning)
+        await run_step(
+            "package_prepared", StepInput(order_id, event_id(order_id, EventType.PACKAGE_PREPARED)), shipping.tuning
+        )
         parent = workflow.info().parent
         parent_handle = workflow.get_external_workflow_handle(parent.workflow_id) if parent else None
         if parent_handle is None:
@@ -417,7 +425,9 @@ class ShippingWorkflow:
         try:
             tracking_number: str = await run_step(
                 "carrier_dispatched",
-                AddressUpdateInput(order_id, event_id(order_id, EventType.CARRIER_DISPATCHED), self._dispatch.address, ""),
+                AddressUpdateInput(
+                    order_id, event_id(order_id, EventType.CARRIER_DISPATCHED), self._dispatch.address, ""
+                ),
                 shipping.tuning,
                 result_type=str,
             )

@@ -27,7 +27,16 @@ from orders.tokens import token_revoke
 
 ADDRESS_PERMISSION = "orders.change_order_address"
 ADDRESS_FIELDS = ("street", "city", "zip")  # form fields named like the address keys
-ORDER_FIELDS = ("id", "state", "total", "payment_id", "approval_deadline", "workflow_run_id", "created_at", "updated_at")
+ORDER_FIELDS = (
+    "id",
+    "state",
+    "total",
+    "payment_id",
+    "approval_deadline",
+    "workflow_run_id",
+    "created_at",
+    "updated_at",
+)
 BULK_LIMIT = 200  # the same cap as the console's bulk actions: each order is one workflow round trip
 
 
@@ -221,7 +230,11 @@ class OrderAdmin(ReadOnly, admin.ModelAdmin):
 
     def _send_address(self, request: HttpRequest, obj: Order, address: dict[str, Any]) -> None:
         outcome = order_act_sync(
-            order_id=obj.id, action=Action.UPDATE_ADDRESS, actor=request.user.get_username(), via="admin", address=address
+            order_id=obj.id,
+            action=Action.UPDATE_ADDRESS,
+            actor=request.user.get_username(),
+            via="admin",
+            address=address,
         )
         if outcome.applied:
             super().log_change(request, obj, "Changed the address through the workflow.")
@@ -270,7 +283,9 @@ class OrderAdmin(ReadOnly, admin.ModelAdmin):
         if len(order_ids) > BULK_LIMIT:
             self.message_user(request, f"Select at most {BULK_LIMIT} orders; nothing was sent.", messages.ERROR)
             return
-        outcomes = order_act_many_sync(order_ids=order_ids, action=action, actor=request.user.get_username(), via="admin")
+        outcomes = order_act_many_sync(
+            order_ids=order_ids, action=action, actor=request.user.get_username(), via="admin"
+        )
         applied = [o.order_id for o in outcomes if o.applied]
         summary = f"{done} {len(applied)} of {len(outcomes)} orders" + (f": {', '.join(applied)}." if applied else ".")
         self.message_user(request, summary, messages.SUCCESS if applied else messages.WARNING)

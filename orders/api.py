@@ -18,7 +18,13 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 from pydantic import ConfigDict, Field, StrictInt, field_validator
 
-from lifecycle.client import TemporalUnavailable, start_order_workflow, temporal_health, tuning_from_settings, workers_health
+from lifecycle.client import (
+    TemporalUnavailable,
+    start_order_workflow,
+    temporal_health,
+    tuning_from_settings,
+    workers_health,
+)
 from lifecycle.states import Action
 from lifecycle.types import OrderInput
 from lifecycle.validation import address_problems, order_id_problem, text_problem
@@ -64,7 +70,6 @@ class ItemIn(Schema):
     name: str = Field(min_length=1, max_length=200)
     price: Decimal = Field(gt=0, max_digits=10, decimal_places=2, allow_inf_nan=False)
     quantity: StrictInt = Field(ge=1, le=10_000)
-
 
     @field_validator("name")
     @classmethod
@@ -147,7 +152,9 @@ class HealthOut(Schema):
 
 # --- errors ----------------------------------------------------------------------------------
 class ApiError(Exception):
-    def __init__(self, status: int, detail: str, *, errors: dict[str, str] | None = None, state: str | None = None) -> None:
+    def __init__(
+        self, status: int, detail: str, *, errors: dict[str, str] | None = None, state: str | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.body: dict[str, Any] = {"detail": detail}
@@ -177,7 +184,7 @@ def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespons
     for error in exc.errors:
         name = _field_name(error.get("loc", ()))
         message = str(error.get("msg", "is invalid"))
-        if error.get("type") == "json_invalid" or name == "body" and "JSON" in message:
+        if error.get("type") == "json_invalid" or (name == "body" and "JSON" in message):
             name, message = "body", "is not valid JSON"
         errors.setdefault(name, message)
     return _api_error(request, bad_request(errors))
@@ -222,7 +229,16 @@ def _check_order_id(order_id: str) -> None:
 # --- endpoints -------------------------------------------------------------------------------
 @api.post(
     "/orders/{order_id}/start",
-    response={200: StartOut, 201: StartOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 409: ErrorOut, 413: ErrorOut, 503: ErrorOut},
+    response={
+        200: StartOut,
+        201: StartOut,
+        400: ErrorOut,
+        401: ErrorOut,
+        403: ErrorOut,
+        409: ErrorOut,
+        413: ErrorOut,
+        503: ErrorOut,
+    },
     summary="Start an order's workflow (idempotent)",
 )
 async def start_order(request: HttpRequest, order_id: str, payload: StartIn) -> Status[Any]:
@@ -256,7 +272,10 @@ async def start_order(request: HttpRequest, order_id: str, payload: StartIn) -> 
         )
         await sync_to_async(services.order_set_run_id)(order_id=order.id, run_id=run_id)
     state = await Order.objects.filter(id=order.id).values_list("state", flat=True).aget()
-    return Status(201 if outcome.created else 200, {"order_id": order.id, "workflow_id": order.id, "run_id": run_id, "state": state})
+    return Status(
+        201 if outcome.created else 200,
+        {"order_id": order.id, "workflow_id": order.id, "run_id": run_id, "state": state},
+    )
 
 
 async def _act(request: HttpRequest, order_id: str, action: Action, **kwargs: Any) -> Status[Any]:
@@ -268,11 +287,24 @@ async def _act(request: HttpRequest, order_id: str, action: Action, **kwargs: An
         raise ApiError(409, outcome.detail, state=outcome.state)
     if outcome.verdict is Verdict.UNAVAILABLE:
         raise ApiError(503, outcome.detail)
-    body = {"order_id": order_id, "action": action.value, "accepted": True, "state": outcome.state, "detail": outcome.detail}
+    body = {
+        "order_id": order_id,
+        "action": action.value,
+        "accepted": True,
+        "state": outcome.state,
+        "detail": outcome.detail,
+    }
     return Status(202, body)
 
 
-ACTION_RESPONSES: dict[int, Any] = {202: ActionOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 503: ErrorOut}
+ACTION_RESPONSES: dict[int, Any] = {
+    202: ActionOut,
+    401: ErrorOut,
+    403: ErrorOut,
+    404: ErrorOut,
+    409: ErrorOut,
+    503: ErrorOut,
+}
 
 
 @api.post("/orders/{order_id}/signals/approve", response=ACTION_RESPONSES, summary="Approve an order awaiting review")
@@ -280,7 +312,11 @@ async def approve_order(request: HttpRequest, order_id: str) -> Status[Any]:
     return await _act(request, order_id, Action.APPROVE)
 
 
-@api.post("/orders/{order_id}/signals/cancel", response=ACTION_RESPONSES, summary="Cancel an order (refunds a charged payment)")
+@api.post(
+    "/orders/{order_id}/signals/cancel",
+    response=ACTION_RESPONSES,
+    summary="Cancel an order (refunds a charged payment)",
+)
 async def cancel_order(request: HttpRequest, order_id: str) -> Status[Any]:
     return await _act(request, order_id, Action.CANCEL)
 
@@ -297,7 +333,11 @@ async def update_address(request: HttpRequest, order_id: str, payload: AddressIn
     return await _act(request, order_id, Action.UPDATE_ADDRESS, address=payload.address)
 
 
-@api.get("/orders/{order_id}/status", response={200: StatusOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut}, summary="An order's state, payment and timeline")
+@api.get(
+    "/orders/{order_id}/status",
+    response={200: StatusOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+    summary="An order's state, payment and timeline",
+)
 async def order_status(request: HttpRequest, order_id: str) -> Status[Any]:
     await _require(request, PERMISSIONS["status"])
     status = await sync_to_async(selectors.order_status)(order_id=order_id)
@@ -326,7 +366,9 @@ async def health(request: HttpRequest) -> Status[Any]:
     temporal = await temporal_health()
     down = [name for name, value in (("database", database), ("temporal", temporal)) if value != "ok"]
     # Workers are reported but do not fail the check: a web process is healthy while workers restart.
-    workers = await workers_health([settings.ORDER_TASK_QUEUE, settings.SHIPPING_TASK_QUEUE]) if temporal == "ok" else {}
+    workers = (
+        await workers_health([settings.ORDER_TASK_QUEUE, settings.SHIPPING_TASK_QUEUE]) if temporal == "ok" else {}
+    )
     body: dict[str, Any] = {
         "status": "ok" if not down else "unavailable",
         "database": database,

@@ -17,7 +17,11 @@ class ReviewConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def connect(self) -> None:
         user = self.scope.get("user")
-        allowed = user is not None and user.is_authenticated and await database_sync_to_async(user.has_perm)("orders.view_order")
+        allowed = (
+            user is not None
+            and user.is_authenticated
+            and await database_sync_to_async(user.has_perm)("orders.view_order")
+        )
         if not allowed:
             await self.close(code=POLICY_VIOLATION)
             return
@@ -35,4 +39,6 @@ class ReviewConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         """Clients only listen."""
 
     async def order_changed(self, message: dict[str, Any]) -> None:
-        await self.send_json({"order_id": message["order_id"], "state": message["state"], "updated_at": message["updated_at"]})
+        await self.send_json(
+            {"order_id": message["order_id"], "state": message["state"], "updated_at": message["updated_at"]}
+        )

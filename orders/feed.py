@@ -60,7 +60,13 @@ class OrderFeed:
                 self._seen[order_id] = updated_at
                 cursor = max(cursor, updated_at)
                 await layer.group_send(
-                    GROUP, {"type": "order.changed", "order_id": order_id, "state": state, "updated_at": updated_at.isoformat()}
+                    GROUP,
+                    {
+                        "type": "order.changed",
+                        "order_id": order_id,
+                        "state": state,
+                        "updated_at": updated_at.isoformat(),
+                    },
                 )
             horizon = cursor - LOOK_BACK
             self._seen = {key: value for key, value in self._seen.items() if value >= horizon}
@@ -71,7 +77,9 @@ def _changed_since(since: datetime) -> list[tuple[str, str, datetime]]:
     close_old_connections()
     try:
         return list(
-            Order.objects.filter(updated_at__gte=since).order_by("updated_at").values_list("id", "state", "updated_at")[:500]
+            Order.objects.filter(updated_at__gte=since)
+            .order_by("updated_at")
+            .values_list("id", "state", "updated_at")[:500]
         )
     finally:
         close_old_connections()

@@ -19,9 +19,7 @@ class BodySizeLimitMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.method in ("POST", "PUT", "PATCH") and not request.path.startswith(EXEMPT_PREFIXES):
             limit = settings.API_MAX_BODY_BYTES
-            too_big = JsonResponse(
-                {"detail": f"body: the request body exceeds {limit // 1024} KiB"}, status=413
-            )
+            too_big = JsonResponse({"detail": f"body: the request body exceeds {limit // 1024} KiB"}, status=413)
             try:
                 declared = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:

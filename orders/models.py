@@ -51,8 +51,12 @@ class Order(models.Model):
 
 class Payment(models.Model):
     payment_id = models.CharField(max_length=255, primary_key=True)
-    order = models.ForeignKey(Order, on_delete=models.PROTECT, db_column="order_id", related_name="payments", db_constraint=True)
-    status = models.CharField(max_length=255, choices=[(s.value, s.value) for s in PaymentStatus], default=PaymentStatus.PENDING)
+    order = models.ForeignKey(
+        Order, on_delete=models.PROTECT, db_column="order_id", related_name="payments", db_constraint=True
+    )
+    status = models.CharField(
+        max_length=255, choices=[(s.value, s.value) for s in PaymentStatus], default=PaymentStatus.PENDING
+    )
     amount = models.DecimalField(max_digits=10, decimal_places=2)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -142,3 +146,6 @@ class ConsoleSubmission(models.Model):
 
     class Meta:
         db_table = "console_submissions"
+
+    def __str__(self) -> str:
+        return self.nonce

@@ -42,7 +42,9 @@ class Drift:
 
 
 def _open_orders() -> list[tuple[str, str]]:
-    return list(Order.objects.exclude(state__in=[s.value for s in END_STATES]).order_by("created_at").values_list("id", "state"))
+    return list(
+        Order.objects.exclude(state__in=[s.value for s in END_STATES]).order_by("created_at").values_list("id", "state")
+    )
 
 
 async def _check(order_id: str, database_state: str, *, fix: bool) -> Drift | None:

@@ -58,7 +58,9 @@ def request_digest(*, payment_id: str, items: list[dict[str, Any]], address: dic
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def order_start(*, order_id: str, payment_id: str, items: list[dict[str, Any]], address: dict[str, Any]) -> StartOutcome:
+def order_start(
+    *, order_id: str, payment_id: str, items: list[dict[str, Any]], address: dict[str, Any]
+) -> StartOutcome:
     """Record a start request once; the same request again returns the same order.
 
     Raises OrderConflict for the same id with another body, or a payment_id used by another order.
@@ -131,7 +133,9 @@ def order_set_state(*, order_id: str, state: State, **order_fields: Any) -> None
     Order.objects.filter(id=order_id).update(state=state, updated_at=timezone.now(), **order_fields)
 
 
-def order_receive(*, order_id: str, payment_id: str, items: list[dict[str, Any]], address: dict[str, Any], event_id: str) -> None:
+def order_receive(
+    *, order_id: str, payment_id: str, items: list[dict[str, Any]], address: dict[str, Any], event_id: str
+) -> None:
     """Record ORDER_RECEIVED; create the row if the workflow was started without the API."""
     items = normalize_items(items)
     Order.objects.get_or_create(
@@ -152,7 +156,13 @@ def order_receive(*, order_id: str, payment_id: str, items: list[dict[str, Any]]
 
 
 def _settle(
-    payment: Payment, *, move: Callable[..., providers.Movement], to_status: PaymentStatus, event_id: str, event_type: EventType, state: State | None
+    payment: Payment,
+    *,
+    move: Callable[..., providers.Movement],
+    to_status: PaymentStatus,
+    event_id: str,
+    event_type: EventType,
+    state: State | None,
 ) -> Payment:
     """Move the money at the provider (no transaction open), then record the outcome once."""
     from_status = payment.status

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from orders.models import ApiToken
 
-TOKEN_PREFIX = "olc_"
+TOKEN_PREFIX = "olc_"  # noqa: S105 (a public marker, not a secret)
 LAST_USED_PRECISION = timedelta(minutes=1)
 
 

@@ -138,7 +138,9 @@ def bulk(request: HttpRequest) -> HttpResponse:
         request.POST.get("nonce", ""),
         lambda: [
             _outcome_dict(o)
-            for o in order_act_many_sync(order_ids=order_ids, action=action, actor=request.user.get_username(), via="console")
+            for o in order_act_many_sync(
+                order_ids=order_ids, action=action, actor=request.user.get_username(), via="console"
+            )
         ],
     )
     request.session["bulk_results"] = {"action": action.value, "rows": results or []}
@@ -209,7 +211,9 @@ def order_action(request: HttpRequest, order_id: str, action: str) -> HttpRespon
 
 def _report(request: HttpRequest, outcome: dict[str, Any] | None) -> None:
     if outcome is None:
-        messages.warning(request, "This form was already submitted; its result is not known yet. Reload to see the order.")
+        messages.warning(
+            request, "This form was already submitted; its result is not known yet. Reload to see the order."
+        )
     elif outcome["applied"]:
         done = {"approve": "Approved", "cancel": "Cancellation accepted", "update_address": "Address updated"}
         messages.success(request, f"{done[outcome['action']]}: {outcome['order_id']}.")

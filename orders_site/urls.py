@@ -9,7 +9,6 @@ from django.views.generic import RedirectView
 
 from orders.api import api
 
-
 HTML_PREFIXES = ("/review/", "/accounts/", "/admin/")
 
 

@@ -12,11 +12,18 @@ from orders.models import Event, Order, Payment
 from orders.tests.factories import new_order_id
 
 
-def test_an_order_nobody_reviews_times_out_after_the_approval_window(time_skipping: Any, transactional_db: None) -> None:
+def test_an_order_nobody_reviews_times_out_after_the_approval_window(
+    time_skipping: Any, transactional_db: None
+) -> None:
     import asyncio
 
     suffix = uuid.uuid4().hex[:8]
-    config = WorkerConfig(order_task_queue=f"order-tq-{suffix}", shipping_task_queue=f"shipping-tq-{suffix}", activity_threads=4, grace_seconds=1)
+    config = WorkerConfig(
+        order_task_queue=f"order-tq-{suffix}",
+        shipping_task_queue=f"shipping-tq-{suffix}",
+        activity_threads=4,
+        grace_seconds=1,
+    )
     order_id = new_order_id()
     order = OrderInput(
         order_id=order_id,

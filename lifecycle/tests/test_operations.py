@@ -12,21 +12,26 @@ from temporalio.testing import ActivityEnvironment
 
 from lifecycle.activities import order_validated
 from lifecycle.types import StepInput
+from orders.models import Order
 
 
 def run_attempt(attempt: int) -> None:
     env = ActivityEnvironment()
     env.info = dataclasses.replace(env.info, attempt=attempt)
-    with pytest.raises(Exception):
+    with pytest.raises(Order.DoesNotExist):
         env.run(order_validated, StepInput(order_id="order-missing", event_id="order-missing:ORDER_VALIDATED"))
 
 
-def test_an_activity_that_keeps_failing_is_logged_at_error_with_its_order(db: None, caplog: Any, settings: Any) -> None:
+def test_an_activity_that_keeps_failing_is_logged_at_error_with_its_order(
+    transactional_db: None, caplog: Any, settings: Any
+) -> None:
     settings.ACTIVITY_ERROR_LOG_ATTEMPT = 10
     with caplog.at_level(logging.INFO, logger="lifecycle.activities"):
         run_attempt(3)
         run_attempt(10)
-    levels = [(record.levelno, record.getMessage()) for record in caplog.records if record.name == "lifecycle.activities"]
+    levels = [
+        (record.levelno, record.getMessage()) for record in caplog.records if record.name == "lifecycle.activities"
+    ]
     assert levels[0][0] == logging.INFO
     assert levels[1][0] == logging.ERROR
     assert "order order-missing" in levels[1][1] and "attempt 10" in levels[1][1]
@@ -48,7 +53,7 @@ def test_log_format_json_writes_one_json_object_per_line() -> None:
         text=True,
         timeout=60,
     )
-    line = [line for line in result.stderr.splitlines() if "operators" in line][0]
+    line = next(line for line in result.stderr.splitlines() if "operators" in line)
     record = json.loads(line)
     assert record["message"] == "hello operators"
     assert record["level"] == "WARNING"

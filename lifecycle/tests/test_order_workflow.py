@@ -172,7 +172,9 @@ def test_address_change_before_dispatch_reaches_the_carrier(api: Client, workers
     assert dispatched["address"] == new_address
 
 
-def test_cancel_and_address_change_are_refused_once_the_carrier_has_the_package(api: Client, queues: Any, temporal: Any) -> None:
+def test_cancel_and_address_change_are_refused_once_the_carrier_has_the_package(
+    api: Client, queues: Any, temporal: Any
+) -> None:
     """A shipping worker that cannot dispatch holds the order right after the cut-off."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -205,7 +207,9 @@ def test_cancel_and_address_change_are_refused_once_the_carrier_has_the_package(
         start(api, order_id)
         act(api, order_id, "approve")
         wait_until(
-            lambda: temporal.run(temporal.client.get_workflow_handle(order_id).query(OrderWorkflow.status)).dispatch_started,
+            lambda: (
+                temporal.run(temporal.client.get_workflow_handle(order_id).query(OrderWorkflow.status)).dispatch_started
+            ),
             what="the dispatch cut-off",
         )
         cancel = act(api, order_id, "cancel")

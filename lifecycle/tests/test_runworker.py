@@ -128,7 +128,7 @@ def test_one_queue_per_process_for_scaling(worker_env: dict[str, str], tmp_path:
     )
     try:
         wait_until(lambda: "runworker ready" in log.read_text(), what="worker ready")
-        ready = [line for line in log.read_text().splitlines() if "runworker ready" in line][0]
+        ready = next(line for line in log.read_text().splitlines() if "runworker ready" in line)
         assert worker_env["SHIPPING_TASK_QUEUE"] in ready
         assert worker_env["ORDER_TASK_QUEUE"] not in ready
     finally:

@@ -55,14 +55,20 @@ def change_form_data(client: Client, order_id: str, **address: str) -> dict[str,
         management = inline.formset.management_form
         data.update({management.add_prefix(name): value for name, value in management.initial.items()})
         for row in inline.formset.forms:
-            data.update({row.add_prefix(name): row[name].value() for name in row.fields if row[name].value() is not None})
+            data.update(
+                {row.add_prefix(name): row[name].value() for name in row.fields if row[name].value() is not None}
+            )
     data.update(address)
     return data
 
 
 def start_order(api: Client, *, state: str = "AWAITING_APPROVAL") -> str:
     order_id = new_order_id()
-    assert api.post(f"/orders/{order_id}/start", order_body(), content_type="application/json").status_code in (200, 201, 202)
+    assert api.post(f"/orders/{order_id}/start", order_body(), content_type="application/json").status_code in (
+        200,
+        201,
+        202,
+    )
     wait_for_state(order_id, state)
     return order_id
 
@@ -200,7 +206,9 @@ def test_orders_cannot_be_added_or_deleted_even_by_a_superuser(superuser: User) 
 # --- events, payments, tokens --------------------------------------------------------------------
 def test_a_superuser_cannot_delete_an_event(superuser: User) -> None:
     order = make_order()
-    event = Event.objects.create(id=f"{order.id}:ORDER_RECEIVED", order=order, type="ORDER_RECEIVED", timestamp=timezone.now())
+    event = Event.objects.create(
+        id=f"{order.id}:ORDER_RECEIVED", order=order, type="ORDER_RECEIVED", timestamp=timezone.now()
+    )
     client = login(superuser)
     url = reverse("admin:orders_event_delete", args=[quote(event.pk)])
 
@@ -223,7 +231,9 @@ def test_an_api_token_revoked_in_admin_no_longer_authenticates(superuser: User) 
     assert row.key_hash.encode() not in client.get(reverse("admin:orders_apitoken_change", args=[row.pk])).content
 
     response = client.post(
-        reverse("admin:orders_apitoken_changelist"), {"action": "revoke_selected", "_selected_action": [row.pk]}, follow=True
+        reverse("admin:orders_apitoken_changelist"),
+        {"action": "revoke_selected", "_selected_action": [row.pk]},
+        follow=True,
     )
 
     assert messages_of(response) == ["Revoked 1 token(s)."]
@@ -232,7 +242,9 @@ def test_an_api_token_revoked_in_admin_no_longer_authenticates(superuser: User) 
 
 
 # --- bulk actions --------------------------------------------------------------------------------
-def test_bulk_approve_reports_each_order_and_approves_the_awaiting_ones(api: Client, workers: Any, reviewer: User) -> None:
+def test_bulk_approve_reports_each_order_and_approves_the_awaiting_ones(
+    api: Client, workers: Any, reviewer: User
+) -> None:
     first, second, ended = start_order(api), start_order(api), start_order(api)
     cancel_order(api, ended)
 

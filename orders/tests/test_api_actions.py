@@ -46,7 +46,9 @@ def test_action_on_ended_order_is_409_with_its_state(api: Client, workers: Any, 
     ("action", "permission"),
     [("approve", "approve_order"), ("cancel", "cancel_order"), ("update-address", "change_order_address")],
 )
-def test_action_without_its_permission_is_403_and_changes_nothing(api: Client, workers: Any, action: str, permission: str) -> None:
+def test_action_without_its_permission_is_403_and_changes_nothing(
+    api: Client, workers: Any, action: str, permission: str
+) -> None:
     order_id = new_order_id()
     api.post(f"/orders/{order_id}/start", order_body(), content_type="application/json")
     wait_for_state(order_id, "AWAITING_APPROVAL")
@@ -56,7 +58,9 @@ def test_action_without_its_permission_is_403_and_changes_nothing(api: Client, w
     assert response.status_code == 403
     assert permission in response.json()["detail"]
     assert Order.objects.get(id=order_id).state == "AWAITING_APPROVAL"
-    assert not Event.objects.filter(order_id=order_id, type__in=["ORDER_APPROVED", "ORDER_CANCELLED", "ADDRESS_UPDATED"]).exists()
+    assert not Event.objects.filter(
+        order_id=order_id, type__in=["ORDER_APPROVED", "ORDER_CANCELLED", "ADDRESS_UPDATED"]
+    ).exists()
 
 
 @pytest.mark.parametrize(

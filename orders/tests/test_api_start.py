@@ -21,7 +21,9 @@ def nothing_written() -> bool:
     return not Order.objects.exists() and not Payment.objects.exists() and not Event.objects.exists()
 
 
-def test_same_id_with_same_body_is_200_with_the_same_order_and_one_workflow(api: Client, queues: Any, temporal: Any) -> None:
+def test_same_id_with_same_body_is_200_with_the_same_order_and_one_workflow(
+    api: Client, queues: Any, temporal: Any
+) -> None:
     order_id = new_order_id()
     body = order_body()
     first = start(api, order_id, body)
@@ -68,7 +70,11 @@ def test_the_seeds_test_order_file_is_accepted(api: Client, queues: Any) -> None
 BAD_BODIES: list[tuple[str, Any, str]] = [
     ("not json", "{nope", "body"),
     ("array", [], "body"),
-    ("missing payment_id", {"items": [{"name": "W", "price": 1, "quantity": 1}], "address": {"street": "s", "city": "c", "zip": "z"}}, "payment_id"),
+    (
+        "missing payment_id",
+        {"items": [{"name": "W", "price": 1, "quantity": 1}], "address": {"street": "s", "city": "c", "zip": "z"}},
+        "payment_id",
+    ),
     ("no items", order_body(items=[]), "items"),
     ("negative price", order_body(items=[{"name": "W", "price": -1, "quantity": 1}]), "items.0.price"),
     ("three decimals", order_body(items=[{"name": "W", "price": "1.999", "quantity": 1}]), "items.0.price"),
@@ -76,7 +82,11 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
     ("quantity as string", order_body(items=[{"name": "W", "price": 1, "quantity": "2"}]), "items.0.quantity"),
     ("quantity zero", order_body(items=[{"name": "W", "price": 1, "quantity": 0}]), "items.0.quantity"),
     ("empty name", order_body(items=[{"name": "", "price": 1, "quantity": 1}]), "items.0.name"),
-    ("unknown item field", order_body(items=[{"name": "W", "price": 1, "quantity": 1, "discount": 5}]), "items.0.discount"),
+    (
+        "unknown item field",
+        order_body(items=[{"name": "W", "price": 1, "quantity": 1, "discount": 5}]),
+        "items.0.discount",
+    ),
     ("address without zip", order_body(address={"street": "s", "city": "c"}), "address.zip"),
     ("address not an object", order_body(address="123 Main St"), "address"),
     ("address number field", order_body(address={"street": "s", "city": "c", "zip": 10001}), "address.zip"),
@@ -86,7 +96,9 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
 
 
 @pytest.mark.parametrize(("case", "body", "field"), BAD_BODIES, ids=[case for case, _, _ in BAD_BODIES])
-def test_bad_body_is_400_naming_the_field_and_writes_nothing(api: Client, queues: Any, case: str, body: Any, field: str) -> None:
+def test_bad_body_is_400_naming_the_field_and_writes_nothing(
+    api: Client, queues: Any, case: str, body: Any, field: str
+) -> None:
     response = start(api, new_order_id(), body)
     assert response.status_code == 400, response.content
     payload = response.json()

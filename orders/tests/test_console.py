@@ -118,7 +118,13 @@ def test_order_page_runs_a_fixed_number_of_queries(db: None) -> None:
         client.get(f"/review/orders/{order.id}/")
     now = timezone.now()
     Event.objects.bulk_create(
-        Event(id=f"{order.id}:X:{n}", order=order, type="ADDRESS_UPDATED", payload_json={"old": {}, "new": {}}, timestamp=now)
+        Event(
+            id=f"{order.id}:X:{n}",
+            order=order,
+            type="ADDRESS_UPDATED",
+            payload_json={"old": {}, "new": {}},
+            timestamp=now,
+        )
         for n in range(40)
     )
     with CaptureQueriesContext(connection) as after:
@@ -194,7 +200,9 @@ def test_a_bad_address_shows_field_errors_and_changes_nothing(workers: Any, api:
     order_id = new_order_id()
     api.post(f"/orders/{order_id}/start", order_body(), content_type="application/json")
     wait_for_state(order_id, "AWAITING_APPROVAL")
-    response = console_for(reviewer()).post(f"/review/orders/{order_id}/address/", {"street": "1 New St", "city": "LA", "zip": ""})
+    response = console_for(reviewer()).post(
+        f"/review/orders/{order_id}/address/", {"street": "1 New St", "city": "LA", "zip": ""}
+    )
     assert response.status_code == 400
     assert b"field-error" in response.content
     assert Order.objects.get(id=order_id).address_json["street"] == "123 Main St"
@@ -211,7 +219,9 @@ def test_bulk_approve_reports_each_order(workers: Any, api: Client) -> None:
     api.post(f"/orders/{ended}/signals/cancel")
     wait_for_state(ended, "CANCELLED")
     client = console_for(reviewer())
-    page = client.post("/review/bulk/", {"action": "approve", "order_ids": [*waiting, ended], "nonce": "b-1"}, follow=True)
+    page = client.post(
+        "/review/bulk/", {"action": "approve", "order_ids": [*waiting, ended], "nonce": "b-1"}, follow=True
+    )
     html = page.content.decode()
     assert html.count(">Approved<") == 2
     assert html.count(">Refused<") == 1

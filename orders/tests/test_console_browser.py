@@ -63,7 +63,10 @@ class Stack:
     def api(self, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
-            self.url + path, data=data, method=method, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
@@ -100,11 +103,17 @@ def stack(django_db_setup: None, django_db_blocker: Any, temporal: Any, tmp_path
     logs = tmp_path_factory.mktemp("stack")
     web = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "orders_site.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=(logs / "web.log").open("wb"), stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=(logs / "web.log").open("wb"),
+        stderr=subprocess.STDOUT,
     )
     worker = subprocess.Popen(
-        [sys.executable, "manage.py", "runworker"], cwd=ROOT, env=env,
-        stdout=(logs / "worker.log").open("wb"), stderr=subprocess.STDOUT,
+        [sys.executable, "manage.py", "runworker"],
+        cwd=ROOT,
+        env=env,
+        stdout=(logs / "worker.log").open("wb"),
+        stderr=subprocess.STDOUT,
     )
     stack = Stack(url=f"http://127.0.0.1:{port}", env=env, processes=[web, worker])
 
@@ -204,14 +213,18 @@ def test_a_reviewer_sees_an_order_arrive_approves_it_and_watches_it_complete(
     page.wait_for_selector('#live-status[data-state="open"]')
     mark_no_reload(page)
 
-    earlier = [stack.start_order(people["token"], items=[{"name": name, "price": price, "quantity": qty}])
-               for name, price, qty in (("Espresso beans 1 kg", "24.90", 2), ("Pour-over kettle", "59.00", 1))]
+    earlier = [
+        stack.start_order(people["token"], items=[{"name": name, "price": price, "quantity": qty}])
+        for name, price, qty in (("Espresso beans 1 kg", "24.90", 2), ("Pour-over kettle", "59.00", 1))
+    ]
     order_id = stack.start_order(people["token"])
     page.wait_for_selector(f'tr[data-order-id="{order_id}"]')
     for other in earlier:
         page.wait_for_selector(f'tr[data-order-id="{other}"]')
     assert still_the_same_page(page), "the queue reloaded instead of updating in place"
-    page.wait_for_function("document.querySelector('.countdown') && document.querySelector('.countdown').textContent.includes('left')")
+    page.wait_for_function(
+        "document.querySelector('.countdown') && document.querySelector('.countdown').textContent.includes('left')"
+    )
     screenshot(page, "review-queue.png")
 
     page.click(f'a.order-link:text("{order_id}")')
@@ -226,7 +239,9 @@ def test_a_reviewer_sees_an_order_arrive_approves_it_and_watches_it_complete(
     screenshot(page, "order-page.png")
 
 
-def test_bulk_approve_from_the_queue_reports_each_order(stack: Stack, people: dict[str, Any], browser_page: Any) -> None:
+def test_bulk_approve_from_the_queue_reports_each_order(
+    stack: Stack, people: dict[str, Any], browser_page: Any
+) -> None:
     page = browser_page
     chosen = [stack.start_order(people["token"]) for _ in range(2)]
     left_alone = stack.start_order(people["token"])
@@ -248,7 +263,9 @@ def test_bulk_approve_from_the_queue_reports_each_order(stack: Stack, people: di
     assert Order.objects.get(id=left_alone).state == "AWAITING_APPROVAL"
 
 
-def test_a_user_without_the_permission_sees_no_approve_button(stack: Stack, people: dict[str, Any], browser_page: Any) -> None:
+def test_a_user_without_the_permission_sees_no_approve_button(
+    stack: Stack, people: dict[str, Any], browser_page: Any
+) -> None:
     page = browser_page
     order_id = stack.start_order(people["token"])
     wait_for_state(order_id, "AWAITING_APPROVAL")
@@ -278,7 +295,9 @@ def test_cancel_asks_for_confirmation_first(stack: Stack, people: dict[str, Any]
     page.wait_for_selector('#order-state[data-state="CANCELLED"]')
 
 
-def test_staff_edit_an_address_in_admin_and_the_timeline_shows_who(stack: Stack, people: dict[str, Any], browser_page: Any) -> None:
+def test_staff_edit_an_address_in_admin_and_the_timeline_shows_who(
+    stack: Stack, people: dict[str, Any], browser_page: Any
+) -> None:
     from orders.models import Event, Order
 
     page = browser_page

@@ -119,7 +119,11 @@ def test_the_worker_services_cover_every_task_queue() -> None:
     queues: set[str] = set()
     for service, args in _manage_py_commands():
         if args[0] == "runworker":
-            options = load_command_class("lifecycle", "runworker").create_parser("manage.py", "runworker").parse_args(args[1:])
+            options = (
+                load_command_class("lifecycle", "runworker")
+                .create_parser("manage.py", "runworker")
+                .parse_args(args[1:])
+            )
             assert options.queue, f"{service} runs every queue; the compose file gives each queue its own service"
             queues.update(options.queue)
     assert queues == set(QUEUES)
@@ -183,7 +187,9 @@ def test_every_dependency_exists_and_health_conditions_have_a_healthcheck() -> N
         for dep, condition in _depends_on(service).items():
             assert dep in services, f"{name} depends on unknown service {dep}"
             if condition == "service_healthy":
-                assert "healthcheck" in services[dep], f"{name} waits for {dep} to be healthy, but it has no healthcheck"
+                assert "healthcheck" in services[dep], (
+                    f"{name} waits for {dep} to be healthy, but it has no healthcheck"
+                )
 
 
 @pytest.mark.parametrize("name", LONG_RUNNING_APP_SERVICES)

@@ -107,7 +107,9 @@ def narrowed(document: dict[str, Any], existing_order_ids: list[str]) -> dict[st
             for parameter in operation.get("parameters", []):
                 if parameter["name"] == "order_id":
                     # A start may name any id; an action or a status read aims at an order that exists.
-                    parameter["schema"] = ORDER_ID if path.endswith("/start") else {"type": "string", "enum": existing_order_ids}
+                    parameter["schema"] = (
+                        ORDER_ID if path.endswith("/start") else {"type": "string", "enum": existing_order_ids}
+                    )
     return doc
 
 
@@ -152,7 +154,10 @@ def new_rows(existing_order_ids: list[str]) -> list[str]:
     """Orders, payments and events written since the fixtures ran (their own orders excepted)."""
     return [
         *(f"order {pk}" for pk in Order.objects.exclude(id__in=existing_order_ids).values_list("id", flat=True)),
-        *(f"payment {pk}" for pk in Payment.objects.exclude(order_id__in=existing_order_ids).values_list("pk", flat=True)),
+        *(
+            f"payment {pk}"
+            for pk in Payment.objects.exclude(order_id__in=existing_order_ids).values_list("pk", flat=True)
+        ),
         *(f"event {pk}" for pk in Event.objects.exclude(order_id__in=existing_order_ids).values_list("pk", flat=True)),
     ]
 

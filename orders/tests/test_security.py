@@ -175,19 +175,29 @@ MALFORMED: list[tuple[str, str | bytes]] = [
     ("json string", '"an order"'),
     ("not utf-8", b'{"payment_id": "\xff\xfe"}'),
     ("nesting 20000 deep", "[" * 20000 + "]" * 20000),
-    ("a 5000-digit quantity", '{"payment_id": "p", "items": [{"name": "a", "price": 1, "quantity": ' + "9" * 5000 + "}]}"),
+    (
+        "a 5000-digit quantity",
+        '{"payment_id": "p", "items": [{"name": "a", "price": 1, "quantity": ' + "9" * 5000 + "}]}",
+    ),
     ("NaN price", '{"payment_id": "p", "items": [{"name": "a", "price": NaN, "quantity": 1}], "address": {}}'),
-    ("Infinity price", '{"payment_id": "p", "items": [{"name": "a", "price": Infinity, "quantity": 1}], "address": {}}'),
+    (
+        "Infinity price",
+        '{"payment_id": "p", "items": [{"name": "a", "price": Infinity, "quantity": 1}], "address": {}}',
+    ),
     ("1e400 price", '{"payment_id": "p", "items": [{"name": "a", "price": 1e400, "quantity": 1}], "address": {}}'),
 ]
 
 
 @pytest.mark.parametrize(("case", "body"), MALFORMED, ids=[case for case, _ in MALFORMED])
-def test_malformed_json_is_refused_with_400_and_writes_nothing(token_client: Client, case: str, body: str | bytes) -> None:
+def test_malformed_json_is_refused_with_400_and_writes_nothing(
+    token_client: Client, case: str, body: str | bytes
+) -> None:
     order = make_order()
     before = written()
     assert_refused(start(token_client, new_order_id(), body), 400)
-    assert_refused(token_client.post(f"/orders/{order.id}/signals/update-address", body, content_type="application/json"), 400)
+    assert_refused(
+        token_client.post(f"/orders/{order.id}/signals/update-address", body, content_type="application/json"), 400
+    )
     assert written() == before
 
 
@@ -244,7 +254,9 @@ def test_a_bad_address_change_is_refused_naming_the_field_and_writes_nothing(
 ) -> None:
     order = make_order()
     before = written()
-    response = token_client.post(f"/orders/{order.id}/signals/update-address", {"address": address}, content_type="application/json")
+    response = token_client.post(
+        f"/orders/{order.id}/signals/update-address", {"address": address}, content_type="application/json"
+    )
     assert field in assert_refused(response, 400)["detail"]
     assert written() == before
 
@@ -259,7 +271,9 @@ UNICODE_ORDER = order_body(
 )
 
 
-def test_emoji_and_right_to_left_text_are_accepted_stored_verbatim_and_shown(api: Client, queues: Any, reviewer: User) -> None:
+def test_emoji_and_right_to_left_text_are_accepted_stored_verbatim_and_shown(
+    api: Client, queues: Any, reviewer: User
+) -> None:
     order_id = new_order_id()
     response = start(api, order_id, UNICODE_ORDER)
     assert response.status_code == 201, response.content
@@ -309,7 +323,9 @@ def test_a_lone_surrogate_in_an_item_name_is_refused(token_client: Client) -> No
 @pytest.mark.parametrize("where", ["value", "key"])
 def test_a_lone_surrogate_in_the_address_is_refused(token_client: Client, where: str) -> None:
     before = written()
-    body = json.dumps(order_body(address={**ADDRESS, "note": "SURROGATE"} if where == "value" else {**ADDRESS, "SURROGATE": "x"}))
+    body = json.dumps(
+        order_body(address={**ADDRESS, "note": "SURROGATE"} if where == "value" else {**ADDRESS, "SURROGATE": "x"})
+    )
     body = body.replace('"SURROGATE"', SURROGATE)
     assert_refused(start(token_client, new_order_id(), body), 400)
     assert written() == before
@@ -333,14 +349,18 @@ INJECTION_IDS: list[tuple[str, int]] = [
 
 
 @pytest.mark.parametrize(("order_id", "status"), INJECTION_IDS, ids=[repr(i) for i, _ in INJECTION_IDS])
-def test_an_injection_shaped_order_id_is_refused_everywhere_and_writes_nothing(token_client: Client, order_id: str, status: int) -> None:
+def test_an_injection_shaped_order_id_is_refused_everywhere_and_writes_nothing(
+    token_client: Client, order_id: str, status: int
+) -> None:
     make_order()
     before = written()
     assert_refused(start(token_client, order_id, order_body()), status)
     path = quote(order_id, safe="")
     for action in ("approve", "cancel", "update-address"):
         # The actions look the id up and find no such order (404), or do not route it at all.
-        response = token_client.post(f"/orders/{path}/signals/{action}", {"address": ADDRESS}, content_type="application/json")
+        response = token_client.post(
+            f"/orders/{path}/signals/{action}", {"address": ADDRESS}, content_type="application/json"
+        )
         assert_refused(response, 400, 404)
     assert_refused(token_client.get(f"/orders/{path}/status"), 400, 404)
     assert written() == before
@@ -356,7 +376,9 @@ INJECTION_VALUES = {
 }
 
 
-def test_injection_shaped_values_are_stored_verbatim_and_shown_escaped(api: Client, queues: Any, reviewer: User) -> None:
+def test_injection_shaped_values_are_stored_verbatim_and_shown_escaped(
+    api: Client, queues: Any, reviewer: User
+) -> None:
     order_id = new_order_id()
     body = order_body(
         items=[{"name": INJECTION_VALUES["script"], "price": "1.00", "quantity": 1}],
@@ -374,7 +396,11 @@ def test_injection_shaped_values_are_stored_verbatim_and_shown_escaped(api: Clie
     assert order.address_json == body["address"]
 
     console = signed_in(reviewer)
-    for url in (f"/review/orders/{order_id}/", "/review/?state=all", reverse("admin:orders_order_change", args=[order_id])):
+    for url in (
+        f"/review/orders/{order_id}/",
+        "/review/?state=all",
+        reverse("admin:orders_order_change", args=[order_id]),
+    ):
         html = console.get(url).content.decode()
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html, url
         assert "<script>alert(1)" not in html, url
@@ -385,7 +411,9 @@ def test_injection_shaped_values_are_stored_verbatim_and_shown_escaped(api: Clie
 
 def test_an_injection_shaped_payment_id_is_refused(token_client: Client) -> None:
     before = written()
-    detail = assert_refused(start(token_client, new_order_id(), order_body(payment_id="'; DROP TABLE payments;--")), 400)["detail"]
+    detail = assert_refused(
+        start(token_client, new_order_id(), order_body(payment_id="'; DROP TABLE payments;--")), 400
+    )["detail"]
     assert "payment_id" in detail
     assert written() == before
 
@@ -418,7 +446,9 @@ def test_the_login_page_shows_a_missing_field_next_to_it(reviewer: User) -> None
 def test_the_console_address_form_refuses_a_nul_byte_with_a_field_error(reviewer: User, no_temporal: None) -> None:
     order = make_order()
     before = written()
-    response = signed_in(reviewer).post(f"/review/orders/{order.id}/address/", {"street": "1\x00 Main", "city": "LA", "zip": "90001"})
+    response = signed_in(reviewer).post(
+        f"/review/orders/{order.id}/address/", {"street": "1\x00 Main", "city": "LA", "zip": "90001"}
+    )
     assert response.status_code == 400
     assert b"field-error" in response.content and b"Null characters are not allowed." in response.content
     assert written() == before
@@ -459,7 +489,9 @@ def test_a_token_is_checked_with_a_constant_time_comparison(db: None, monkeypatc
     assert calls and all(len(a) == 64 and a == b for a, b in calls)
 
 
-def test_a_token_never_appears_in_the_logs_even_at_debug(token_client: Client, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_token_never_appears_in_the_logs_even_at_debug(
+    token_client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -493,22 +525,33 @@ API_DOORS: dict[str, Door] = {
     "api start": lambda c, oid: start(c, new_order_id(), order_body()),
     "api approve": lambda c, oid: c.post(f"/orders/{oid}/signals/approve"),
     "api cancel": lambda c, oid: c.post(f"/orders/{oid}/signals/cancel"),
-    "api update-address": lambda c, oid: c.post(f"/orders/{oid}/signals/update-address", {"address": ADDRESS}, content_type="application/json"),
+    "api update-address": lambda c, oid: c.post(
+        f"/orders/{oid}/signals/update-address", {"address": ADDRESS}, content_type="application/json"
+    ),
     "api status (read)": lambda c, oid: c.get(f"/orders/{oid}/status"),
 }
 CONSOLE_DOORS: dict[str, Door] = {
-    "console bulk approve": lambda c, oid: c.post("/review/bulk/", {"action": "approve", "order_ids": [oid], "nonce": "n1"}),
-    "console bulk cancel": lambda c, oid: c.post("/review/bulk/", {"action": "cancel", "order_ids": [oid], "nonce": "n2"}),
+    "console bulk approve": lambda c, oid: c.post(
+        "/review/bulk/", {"action": "approve", "order_ids": [oid], "nonce": "n1"}
+    ),
+    "console bulk cancel": lambda c, oid: c.post(
+        "/review/bulk/", {"action": "cancel", "order_ids": [oid], "nonce": "n2"}
+    ),
     "console approve": lambda c, oid: c.post(f"/review/orders/{oid}/approve/", {"nonce": "n3"}),
     "console cancel": lambda c, oid: c.post(f"/review/orders/{oid}/cancel/", {"nonce": "n4"}),
     "console address": lambda c, oid: c.post(f"/review/orders/{oid}/address/", {**ADDRESS, "nonce": "n5"}),
 }
 ADMIN_DOORS: dict[str, Door] = {
     "admin order change": lambda c, oid: c.post(reverse("admin:orders_order_change", args=[oid]), {**ADDRESS}),
-    "admin approve action": lambda c, oid: c.post(reverse("admin:orders_order_changelist"), {"action": "approve_selected", "_selected_action": [oid]}),
-    "admin cancel action": lambda c, oid: c.post(reverse("admin:orders_order_changelist"), {"action": "cancel_selected", "_selected_action": [oid]}),
+    "admin approve action": lambda c, oid: c.post(
+        reverse("admin:orders_order_changelist"), {"action": "approve_selected", "_selected_action": [oid]}
+    ),
+    "admin cancel action": lambda c, oid: c.post(
+        reverse("admin:orders_order_changelist"), {"action": "cancel_selected", "_selected_action": [oid]}
+    ),
     "admin revoke tokens action": lambda c, oid: c.post(
-        reverse("admin:orders_apitoken_changelist"), {"action": "revoke_selected", "_selected_action": list(ApiToken.objects.values_list("pk", flat=True))}
+        reverse("admin:orders_apitoken_changelist"),
+        {"action": "revoke_selected", "_selected_action": list(ApiToken.objects.values_list("pk", flat=True))},
     ),
 }
 PERSONAS = ["anonymous", "no permission", "view only"]
@@ -525,7 +568,9 @@ def persona_client(persona: str, surface: str) -> Client:
 
 @pytest.mark.parametrize("persona", PERSONAS)
 @pytest.mark.parametrize("door", list(API_DOORS))
-def test_every_api_door_refuses_who_lacks_the_permission_and_writes_nothing(db: None, no_temporal: None, door: str, persona: str) -> None:
+def test_every_api_door_refuses_who_lacks_the_permission_and_writes_nothing(
+    db: None, no_temporal: None, door: str, persona: str
+) -> None:
     order = make_order()
     token_create(user=User.objects.create_user("bystander"), name="someone else's")
     client = persona_client(persona, "api")
@@ -541,7 +586,9 @@ def test_every_api_door_refuses_who_lacks_the_permission_and_writes_nothing(db: 
 
 @pytest.mark.parametrize("persona", PERSONAS)
 @pytest.mark.parametrize("door", list(CONSOLE_DOORS))
-def test_every_console_door_refuses_who_lacks_the_permission_and_writes_nothing(db: None, no_temporal: None, door: str, persona: str) -> None:
+def test_every_console_door_refuses_who_lacks_the_permission_and_writes_nothing(
+    db: None, no_temporal: None, door: str, persona: str
+) -> None:
     order = make_order()
     client = persona_client(persona, "console")
     before = written()
@@ -555,7 +602,9 @@ def test_every_console_door_refuses_who_lacks_the_permission_and_writes_nothing(
 
 @pytest.mark.parametrize("persona", PERSONAS)
 @pytest.mark.parametrize("door", list(ADMIN_DOORS))
-def test_every_admin_door_refuses_who_lacks_the_permission_and_writes_nothing(db: None, no_temporal: None, door: str, persona: str) -> None:
+def test_every_admin_door_refuses_who_lacks_the_permission_and_writes_nothing(
+    db: None, no_temporal: None, door: str, persona: str
+) -> None:
     from django.contrib.admin.models import LogEntry
 
     order = make_order()
@@ -626,7 +675,9 @@ def test_the_login_form_needs_its_csrf_token(reviewer: User) -> None:
     assert client.post("/accounts/login/", {"username": "rita", "password": PASSWORD}).status_code == 403
     page = client.get("/accounts/login/")
     token = page.context["csrf_token"]
-    response = client.post("/accounts/login/", {"username": "rita", "password": PASSWORD, "csrfmiddlewaretoken": str(token)})
+    response = client.post(
+        "/accounts/login/", {"username": "rita", "password": PASSWORD, "csrfmiddlewaretoken": str(token)}
+    )
     assert response.status_code == 302 and response["Location"] == "/review/"
 
 
@@ -638,7 +689,10 @@ def test_the_logout_form_needs_its_csrf_token(reviewer: User) -> None:
 
 def test_admin_forms_need_their_csrf_token(reviewer: User, no_temporal: None) -> None:
     order = make_order()
-    assert Client(enforce_csrf_checks=True).post("/admin/login/", {"username": "rita", "password": PASSWORD}).status_code == 403
+    assert (
+        Client(enforce_csrf_checks=True).post("/admin/login/", {"username": "rita", "password": PASSWORD}).status_code
+        == 403
+    )
     client = signed_in(reviewer, enforce_csrf_checks=True)
     before = written()
     assert client.post(reverse("admin:orders_order_change", args=[order.id]), ADDRESS).status_code == 403
@@ -721,7 +775,9 @@ def test_the_lockout_ends_after_the_cool_off(reviewer: User) -> None:
     for _ in range(django_settings.AXES_FAILURE_LIMIT):
         sign_in(Client(), "rita", "guess")
     assert sign_in(Client(), "rita", PASSWORD).status_code == 429
-    AccessAttempt.objects.update(attempt_time=timezone.now() - django_settings.AXES_COOLOFF_TIME - timezone.timedelta(seconds=1))
+    AccessAttempt.objects.update(
+        attempt_time=timezone.now() - django_settings.AXES_COOLOFF_TIME - timezone.timedelta(seconds=1)
+    )
     assert sign_in(Client(), "rita", PASSWORD).status_code == 302
 
 
@@ -810,7 +866,11 @@ def production_env(tmp_path: Path, **changes: str | None) -> dict[str, str]:
 def check_deploy(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -827,14 +887,21 @@ MISCONFIGURED: list[tuple[str, dict[str, str | None], list[str]]] = [
     ("DEBUG on", {"DEBUG": "1"}, ["security.W018"]),
     (
         "no TLS settings",
-        {"SECURE_SSL_REDIRECT": None, "SESSION_COOKIE_SECURE": None, "CSRF_COOKIE_SECURE": None, "SECURE_HSTS_SECONDS": None},
+        {
+            "SECURE_SSL_REDIRECT": None,
+            "SESSION_COOKIE_SECURE": None,
+            "CSRF_COOKIE_SECURE": None,
+            "SECURE_HSTS_SECONDS": None,
+        },
         ["security.W004", "security.W008", "security.W012", "security.W016"],
     ),
 ]
 
 
 @pytest.mark.parametrize(("case", "changes", "codes"), MISCONFIGURED, ids=[case for case, _, _ in MISCONFIGURED])
-def test_check_deploy_fails_when_a_production_setting_is_missing(tmp_path: Path, case: str, changes: dict[str, str | None], codes: list[str]) -> None:
+def test_check_deploy_fails_when_a_production_setting_is_missing(
+    tmp_path: Path, case: str, changes: dict[str, str | None], codes: list[str]
+) -> None:
     result = check_deploy(production_env(tmp_path, **changes))
     assert result.returncode != 0
     for code in codes:
@@ -856,9 +923,21 @@ CSP = (
 
 @pytest.mark.parametrize(
     "path",
-    ["/accounts/login/", "/review/", "/review/orders/{order}/", "/admin/", "/admin/orders/order/{order}/change/", "/docs", "/openapi.json", "/orders/{order}/status", "/no/such/path"],
+    [
+        "/accounts/login/",
+        "/review/",
+        "/review/orders/{order}/",
+        "/admin/",
+        "/admin/orders/order/{order}/change/",
+        "/docs",
+        "/openapi.json",
+        "/orders/{order}/status",
+        "/no/such/path",
+    ],
 )
-def test_every_response_carries_the_security_headers_and_the_csp(reviewer: User, token_client: Client, path: str) -> None:
+def test_every_response_carries_the_security_headers_and_the_csp(
+    reviewer: User, token_client: Client, path: str
+) -> None:
     order = make_order()
     if path.startswith(("/orders/", "/openapi", "/no/")):
         client = token_client
@@ -878,14 +957,27 @@ INLINE_HANDLER = re.compile(r"\son[a-z]+=\"", re.I)
 
 @pytest.mark.parametrize(
     "path",
-    ["/accounts/login/", "/review/", "/review/?state=all", "/review/orders/{order}/", "/admin/", "/admin/orders/order/",
-     "/admin/orders/order/{order}/change/", "/admin/orders/apitoken/", "/docs"],
+    [
+        "/accounts/login/",
+        "/review/",
+        "/review/?state=all",
+        "/review/orders/{order}/",
+        "/admin/",
+        "/admin/orders/order/",
+        "/admin/orders/order/{order}/change/",
+        "/admin/orders/apitoken/",
+        "/docs",
+    ],
 )
 def test_pages_have_no_inline_script_style_or_handler_the_csp_would_block(reviewer: User, path: str) -> None:
     # A JSON data block (<script type="application/json">, Swagger UI's settings) is never run, so
     # the CSP allows it. What the browser actually does is checked by the browser test below.
     order = make_order()
-    html = signed_in(User.objects.create_superuser("root", password=PASSWORD)).get(path.format(order=order.id)).content.decode()
+    html = (
+        signed_in(User.objects.create_superuser("root", password=PASSWORD))
+        .get(path.format(order=order.id))
+        .content.decode()
+    )
     assert not INLINE_SCRIPT.search(html), INLINE_SCRIPT.search(html)
     assert not INLINE_STYLE.search(html), INLINE_STYLE.search(html)
     assert not INLINE_HANDLER.search(html), INLINE_HANDLER.search(html)
@@ -900,7 +992,9 @@ def test_the_lockout_page_has_the_headers_too(reviewer: User) -> None:
 
 
 @pytest.mark.browser
-def test_console_admin_and_api_docs_run_in_chromium_without_a_csp_violation(live_server: Any, transactional_db: None) -> None:
+def test_console_admin_and_api_docs_run_in_chromium_without_a_csp_violation(
+    live_server: Any, transactional_db: None
+) -> None:
     chromium = "/usr/bin/chromium"
     if not Path(chromium).exists():
         if os.environ.get("CI"):
@@ -914,18 +1008,31 @@ def test_console_admin_and_api_docs_run_in_chromium_without_a_csp_violation(live
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page()
-        page.on("console", lambda message: violations.append(f"{page.url}: {message.text}") if "Content Security Policy" in message.text else None)
+        page.on(
+            "console",
+            lambda message: (
+                violations.append(f"{page.url}: {message.text}") if "Content Security Policy" in message.text else None
+            ),
+        )
         page.goto(f"{live_server.url}/accounts/login/")
         page.fill("#id_username", "root")
         page.fill("#id_password", PASSWORD)
         page.click("button[type=submit]")
         page.wait_for_url(f"{live_server.url}/review/")
-        for path in ("/review/", f"/review/orders/{order.id}/", "/admin/", f"/admin/orders/order/{order.id}/change/", "/docs"):
+        for path in (
+            "/review/",
+            f"/review/orders/{order.id}/",
+            "/admin/",
+            f"/admin/orders/order/{order.id}/change/",
+            "/docs",
+        ):
             page.goto(live_server.url + path)
             page.wait_for_load_state("networkidle")
         assert page.locator(".opblock").count() == 6  # Swagger UI rendered every operation
         # The policy is live: an injected inline script is blocked and reported.
-        page.evaluate("() => { const s = document.createElement('script'); s.textContent = 'window.ran = 1'; document.body.append(s); }")
+        page.evaluate(
+            "() => { const s = document.createElement('script'); s.textContent = 'window.ran = 1'; document.body.append(s); }"
+        )
         assert page.evaluate("() => window.ran") is None
         browser.close()
     assert len(violations) == 1 and "inline script" in violations[0], violations

@@ -17,7 +17,9 @@ class Command(TemporalCommand):
     help = "Compare every open order with its workflow's `status`; --fix repairs the database from the workflow."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--fix", action="store_true", help="Repair drift from the workflow (start missing workflows).")
+        parser.add_argument(
+            "--fix", action="store_true", help="Repair drift from the workflow (start missing workflows)."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:

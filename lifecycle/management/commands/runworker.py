@@ -24,9 +24,14 @@ class Command(TemporalCommand):
         parser.add_argument("--address", default=settings.TEMPORAL_ADDRESS, help="Temporal frontend host:port.")
         parser.add_argument("--namespace", default=settings.TEMPORAL_NAMESPACE)
         parser.add_argument("--threads", type=int, default=settings.WORKER_ACTIVITY_THREADS, help="Activity threads.")
-        parser.add_argument("--grace", type=float, default=settings.WORKER_GRACE_SECONDS, help="Seconds to drain on stop.")
         parser.add_argument(
-            "--connect-timeout", type=float, default=30.0, help="Seconds to keep retrying an unreachable Temporal server."
+            "--grace", type=float, default=settings.WORKER_GRACE_SECONDS, help="Seconds to drain on stop."
+        )
+        parser.add_argument(
+            "--connect-timeout",
+            type=float,
+            default=30.0,
+            help="Seconds to keep retrying an unreachable Temporal server.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -44,7 +49,9 @@ class Command(TemporalCommand):
         except KeyboardInterrupt:
             pass
 
-    async def _run(self, address: str, namespace: str, connect_timeout: float, queues: tuple[str, ...], config: WorkerConfig) -> None:
+    async def _run(
+        self, address: str, namespace: str, connect_timeout: float, queues: tuple[str, ...], config: WorkerConfig
+    ) -> None:
         client = await self._connect(address, namespace, connect_timeout)
         await run_workers(client, queues, config)
 
@@ -55,7 +62,9 @@ class Command(TemporalCommand):
                 return await Client.connect(address, namespace=namespace)
             except RuntimeError as err:
                 if time.monotonic() >= deadline:
-                    raise CommandError(f"Temporal is unreachable at {address} ({_first_line(err)}); is the server running?") from None
+                    raise CommandError(
+                        f"Temporal is unreachable at {address} ({_first_line(err)}); is the server running?"
+                    ) from None
                 self.stderr.write(f"runworker: waiting for Temporal at {address} ...")
                 await asyncio.sleep(1.0)
 
@@ -67,7 +76,9 @@ class Command(TemporalCommand):
         except DatabaseError as err:
             raise CommandError(f"the database is unreachable ({_first_line(err)}); check DATABASE_URL") from None
         if pending:
-            raise CommandError(f"{len(pending)} database migration(s) are not applied; run `python manage.py migrate` first")
+            raise CommandError(
+                f"{len(pending)} database migration(s) are not applied; run `python manage.py migrate` first"
+            )
         connection.close()
 
 

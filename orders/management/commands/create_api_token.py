@@ -13,7 +13,6 @@ from orders.permissions import ensure_groups
 from orders.tokens import token_create
 
 
-
 class Command(BaseCommand):
     help = "Create an API token for USERNAME and print it; only a hash is stored, so keep it now."
 
@@ -21,7 +20,9 @@ class Command(BaseCommand):
         parser.add_argument("username")
         parser.add_argument("--name", default="", help="A label for the token (shown in admin).")
         parser.add_argument(
-            "--create-user", action="store_true", help=f"Create the user if missing, in the '{API_CLIENTS_GROUP}' group."
+            "--create-user",
+            action="store_true",
+            help=f"Create the user if missing, in the '{API_CLIENTS_GROUP}' group.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
