@@ -1,5 +1,5 @@
-"""Request and response guards: oversized bodies get a JSON 413 before any view parses them, and
-every response carries the Content-Security-Policy."""
+"""Request and response guards: oversized bodies get a JSON 413 before any view parses them, API
+errors are always JSON, and every response carries the Content-Security-Policy."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-EXEMPT_PREFIXES = ("/admin/", "/review/", "/accounts/")
+# Paths where people get pages; everything else is the JSON API.
+HTML_PREFIXES = ("/admin/", "/review/", "/accounts/", "/docs", "/static/")
 
 
 class BodySizeLimitMiddleware:
@@ -17,7 +18,7 @@ class BodySizeLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method in ("POST", "PUT", "PATCH") and not request.path.startswith(EXEMPT_PREFIXES):
+        if request.method in ("POST", "PUT", "PATCH") and not request.path.startswith(HTML_PREFIXES):
             limit = settings.API_MAX_BODY_BYTES
             too_big = JsonResponse({"detail": f"body: the request body exceeds {limit // 1024} KiB"}, status=413)
             try:
@@ -32,6 +33,26 @@ class BodySizeLimitMiddleware:
             except RequestDataTooBig:
                 return too_big
         return self.get_response(request)
+
+
+class JsonErrorMiddleware:
+    """Programs get JSON: an error that is not JSON already (405, a CSRF failure) becomes JSON."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code >= 400
+            and not response.get("Content-Type", "").startswith("application/json")
+            and not request.path.startswith(HTML_PREFIXES)
+        ):
+            json_response = JsonResponse({"detail": response.reason_phrase or "error"}, status=response.status_code)
+            if response.has_header("Allow"):
+                json_response["Allow"] = response["Allow"]
+            return json_response
+        return response
 
 
 class ContentSecurityPolicyMiddleware:

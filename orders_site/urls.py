@@ -8,9 +8,7 @@ from django.views import defaults
 from django.views.generic import RedirectView
 
 from orders.api import api
-
-HTML_PREFIXES = ("/review/", "/accounts/", "/admin/")
-
+from orders.middleware import HTML_PREFIXES
 
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """People get a page, programs get JSON."""
