@@ -10,6 +10,7 @@ from django.views.generic import RedirectView
 from orders.api import api
 from orders.middleware import HTML_PREFIXES
 
+
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """People get a page, programs get JSON."""
     if request.path.startswith(HTML_PREFIXES):
