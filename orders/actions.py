@@ -15,6 +15,7 @@ from asgiref.sync import async_to_sync
 
 from lifecycle.client import ActionRefused, TemporalUnavailable, send_action
 from lifecycle.states import END_STATES, Action, refusal_reason
+from lifecycle.validation import order_id_problem
 from orders.models import Order
 
 BULK_CONCURRENCY = 10
@@ -43,7 +44,12 @@ class ActionOutcome:
 async def order_act(
     *, order_id: str, action: Action, actor: str, via: str, address: dict[str, Any] | None = None, reason: str = ""
 ) -> ActionOutcome:
-    state = await Order.objects.filter(id=order_id).values_list("state", flat=True).afirst()
+    # An id no order can have is not looked up at all (PostgreSQL refuses NUL in a query).
+    state = (
+        None
+        if order_id_problem(order_id)
+        else await Order.objects.filter(id=order_id).values_list("state", flat=True).afirst()
+    )
     if state is None:
         return ActionOutcome(order_id, action, Verdict.NOT_FOUND, f"no order {order_id!r}")
     if state in END_STATES:

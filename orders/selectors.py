@@ -7,16 +7,19 @@ from typing import Any
 from django.db.models import QuerySet
 
 from lifecycle.states import State, allowed_actions
+from lifecycle.validation import order_id_problem
 from orders.models import Event, Order, Payment
 
 
 def order_get(*, order_id: str) -> Order | None:
+    if order_id_problem(order_id):  # no order has such an id; PostgreSQL would refuse a NUL
+        return None
     return Order.objects.filter(id=order_id).first()
 
 
 def order_status(*, order_id: str) -> dict[str, Any] | None:
     """The status document of the API: the order, its payment and its event timeline (3 queries)."""
-    order = Order.objects.filter(id=order_id).first()
+    order = order_get(order_id=order_id)
     if order is None:
         return None
     payment = order.payments.order_by("created_at").first()
@@ -73,7 +76,7 @@ def review_queue(*, state: str | None, query: str = "") -> QuerySet[Order]:
 
 def order_page(*, order_id: str) -> tuple[Order, Payment | None, list[Event]] | None:
     """An order with its payment and its full timeline (3 queries)."""
-    order = Order.objects.filter(id=order_id).first()
+    order = order_get(order_id=order_id)
     if order is None:
         return None
     payment = order.payments.order_by("created_at").first()

@@ -186,7 +186,7 @@ def order_action(request: HttpRequest, order_id: str, action: str) -> HttpRespon
     if chosen is None:
         raise Http404("No such action")
     _require(request, chosen)
-    if not Order.objects.filter(id=order_id).exists():
+    if selectors.order_get(order_id=order_id) is None:
         raise Http404(f"No order {order_id!r}")
     kwargs: dict[str, Any] = {}
     if chosen is Action.UPDATE_ADDRESS:
