@@ -70,19 +70,14 @@ def activity_options(tuning: Tuning) -> dict[str, Any]:
     }
 
 
-# Orders started before this patch ran every step as a regular activity; their histories must
-# still replay (lifecycle/tests/histories/v1_*.json), so the choice is made per workflow.
-LOCAL_DB_STEPS = "local-db-steps"
-
-
 async def run_step(name: str, arg: Any, tuning: Tuning, *, result_type: type | None = None) -> Any:
-    """Run a short database step as a local activity: no server round trip, same retries.
+    """Run one step as a regular activity.
 
-    Money movements stay regular activities: they stand for an outside service, and each of their
-    attempts stays visible in the workflow's history.
+    Not a local activity, although that would save a round trip: a local activity runs inside the
+    workflow task, so its database writes could outlive an Update that the same task accepted and
+    then lost when the worker died (the chaos run caught exactly that). Scheduling a regular
+    activity first completes the task, which makes everything the workflow decided durable.
     """
-    if workflow.patched(LOCAL_DB_STEPS):
-        return await workflow.execute_local_activity(name, arg, result_type=result_type, **activity_options(tuning))
     return await workflow.execute_activity(name, arg, result_type=result_type, **activity_options(tuning))
 
 

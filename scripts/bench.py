@@ -5,10 +5,10 @@
     make bench BENCH_ARGS="--quick"
 
 One run starts everything it measures on free ports and unique names, and stops it again (also
-on Ctrl-C): a Temporal dev server (SQLite file in a temporary directory), a fresh PostgreSQL
-database `bench_<random>` on 127.0.0.1:5432 (user postgres) that is dropped at the end,
-`manage.py migrate`, one `manage.py runworker` and the web app under uvicorn. Then, on that same
-Temporal server and database:
+on Ctrl-C or SIGTERM): a Temporal dev server (its SQLite file on tmpfs, /dev/shm, unless
+--temporal-db disk), a fresh PostgreSQL database `bench_<random>` on 127.0.0.1:5432 (user
+postgres) that is dropped at the end, `manage.py migrate`, one `manage.py runworker` and the web
+app under uvicorn. Then, on that same Temporal server and database:
 
 1. the FLOOR: bare workflows of the order's shape with no-op activities (scripts/bench_floor.py,
    hosted by a worker process of its own configured like runworker), driven with the Temporal
@@ -16,7 +16,9 @@ Temporal server and database:
 2. OUR ORDERS through the JSON API: POST /orders/{id}/start, POST .../signals/approve at once,
    then GET /orders/{id}/status every 20 ms (concurrency 1) or 50 ms (higher) until COMPLETED;
 3. the same with FLAKY_CALL_FAILURE_RATE=0.67 (runworker restarted with it; web unchanged);
-4. ratios ours/floor, CPU seconds per order of each process, peak memory (VmHWM);
+4. ratios ours/floor, CPU per order of each process (from /proc), PostgreSQL sessions and
+   transactions per order (pg_stat_database), peak memory (VmHWM), and a probe of how late the
+   server's durable timers fire (activity retry backoffs wait on them);
 5. with --scale: 100,000 orders and ~1,000,000 events bulk-inserted, then the review queue, an
    order page and the admin order list timed over HTTP, plus SQL queries per page (in-process).
 
@@ -846,14 +848,19 @@ for key, url in URLS:
     client.get(url)
     with CaptureQueriesContext(connection) as captured:
         response = client.get(url)
-    queries = len(captured)  # now: the next request resets the connection's query log
+    # Read now: the next request resets the connection's query log.
+    queries = len(captured)
+    timed = [(float(q["time"]) * 1000, q["sql"]) for q in captured.captured_queries]
+    sql_ms = round(sum(t for t, _ in timed), 1)
+    slowest = max(timed) if timed else (0.0, "")
     times = []
     for _ in range(5):
         t0 = time.perf_counter()
         client.get(url)
         times.append(time.perf_counter() - t0)
     times.sort()
-    out[key] = {"status": response.status_code, "queries": queries,
+    out[key] = {"status": response.status_code, "queries": queries, "sql_ms": sql_ms,
+                "slowest_sql_ms": round(slowest[0], 1), "slowest_sql": " ".join(slowest[1].split())[:300],
                 "in_process_ms_median": round(times[len(times) // 2] * 1000, 1)}
 print("BENCH_JSON " + json.dumps(out))
 """
@@ -937,8 +944,10 @@ def run_scale(env: Env, web: Proc) -> dict[str, Any]:
         out = manage(env, "shell", "-c", code, extra_env={"ALLOWED_HOSTS": "127.0.0.1,localhost,testserver"})
         counts = json.loads(next(line for line in out.splitlines() if line.startswith("BENCH_JSON "))[len("BENCH_JSON ") :])
         for page in pages:
-            page.update({"sql_queries": counts[page["key"]]["queries"],
-                         "in_process_ms_median": counts[page["key"]]["in_process_ms_median"]})  # fmt: skip
+            found = counts[page["key"]]
+            page.update({"sql_queries": found["queries"], "sql_ms": found["sql_ms"],
+                         "slowest_sql_ms": found["slowest_sql_ms"], "slowest_sql": found["slowest_sql"],
+                         "in_process_ms_median": found["in_process_ms_median"]})  # fmt: skip
     except (BenchError, StopIteration, ValueError, KeyError) as err:
         say(f"scale: could not count SQL queries per page ({str(err).splitlines()[0]}); continuing without")
     return {"fill_s": round(fill_s, 1), "rows": rows, "awaiting_approval": awaiting, "database_size": db_size,
@@ -1073,9 +1082,13 @@ def render(results: dict[str, Any]) -> str:
                 f"database {scale['database_size']}; filled in {scale['fill_s']} s"]  # fmt: skip
         out.append(table(
             [[p["label"], fmt_ms(p["p50_ms"]), fmt_ms(p["p95_ms"]), fmt_ms(p["max_ms"]),
-              fmt_ms(p.get("in_process_ms_median")), p.get("sql_queries", "-"), f"{p['bytes']:,}"] for p in scale["pages"]],
-            ["page (HTTP wall time on loopback, 20 requests)", "p50", "p95", "max", "in-process", "SQL queries", "bytes"],
+              fmt_ms(p.get("in_process_ms_median")), p.get("sql_queries", "-"), fmt_ms(p.get("sql_ms")),
+              fmt_ms(p.get("slowest_sql_ms")), f"{p['bytes']:,}"] for p in scale["pages"]],
+            ["page (HTTP wall time on loopback, 20 requests)", "p50", "p95", "max", "in-process", "SQL queries", "SQL time",
+             "slowest SQL", "bytes"],
         ))  # fmt: skip
+        out.append("slowest query per page (in-process run):")
+        out += [f"  {p['key']}: {fmt_ms(p.get('slowest_sql_ms'))}  {p.get('slowest_sql', '')[:160]}" for p in scale["pages"]]
     if results.get("targets"):
         out += ["", "targets (informational; the exit code ignores them):"]
         out.append(table([[t["target"], "-" if t["value"] is None else t["value"], t["goal"], t["result"]] for t in results["targets"]],

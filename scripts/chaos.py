@@ -2,10 +2,12 @@
 
 It starts a stack of its own, shared with nothing (a Temporal dev server on free ports with its
 state in a temporary directory, a fresh PostgreSQL database `chaos_<random>` on 127.0.0.1:5432,
-one `manage.py runworker` process and the web app under uvicorn), drives N orders through the
-JSON API with a seeded mix of scenarios, each with the end state it must reach, and meanwhile:
+one `manage.py runworker` process and the web app under uvicorn, all run from a snapshot of the
+working tree), drives N orders through the JSON API with a seeded mix of scenarios, each with
+the end state it must reach, and meanwhile:
 
-- SIGKILLs the worker every few seconds (at least --kills times) and starts a new one;
+- SIGKILLs the worker every few seconds (at least --kills times), preferably at a moment when a
+  charge has moved money but is not recorded yet, and starts a new one;
 - lets the worker crash right after the payment provider moved money, before the charge is
   recorded (CHAOS_CRASH_AFTER_CHARGE_RATE, the app's test-only hook in lifecycle/providers.py);
 - kills and restarts the Temporal dev server (same database file, same port);
@@ -13,8 +15,9 @@ JSON API with a seeded mix of scenarios, each with the end state it must reach, 
 
 Then it drains (one calm worker, no more faults), checks money, payments, events and workflow
 histories with SQL and the Temporal client, prints a table with PASS/FAIL per line and exits
-non-zero on any violation. Everything it started is stopped and the database dropped, also on
-Ctrl-C. Run it from anywhere with the project's virtualenv:
+1 on any violation (2 if the stack could not be started). Everything it started is stopped and
+the database dropped, also on Ctrl-C; the logs are kept when a check failed. See
+docs/reliability.md. Run it from anywhere with the project's virtualenv:
 
     .venv/bin/python scripts/chaos.py [--orders N] [--kills K] [--concurrency C] [--seed S] [--json PATH]
 """
@@ -85,7 +88,9 @@ POLL_SECONDS = 0.1
 WORKER_READY_MARK = "runworker ready"
 START_TIMEOUT_SECONDS = 60.0
 STOP_GRACE_SECONDS = 10.0
-HTTP_TIMEOUT_SECONDS = 45.0  # above the app's 30 s wait for a workflow's verdict
+# Above the app's wait for a workflow's verdict: TEMPORAL_UPDATE_TIMEOUT_SECONDS (30 s) bounds each
+# of the SDK's calls, and an Update can take two (admission, then the result): 503s come at ~45 s.
+HTTP_TIMEOUT_SECONDS = 75.0
 REQUEST_BUDGET_SECONDS = 240.0  # how long one API call is retried through outages
 WAIT_CHARGED_SECONDS = 120.0
 ACTIVITY_TIMEOUT_SECONDS = 2.0  # the app's default, which the chaos run keeps
@@ -568,7 +573,12 @@ def scenario_cancel_after_payment(driver: Driver, outcome: Outcome) -> None:
         return
     driver.approve(outcome)
     seen = driver.poller.wait(outcome.plan.order_id, CHARGED_STATES | END_STATES, WAIT_CHARGED_SECONDS, driver.halt)
-    reply = driver.act(outcome, "cancel")
+    try:
+        reply = driver.act(outcome, "cancel")
+    except ApiGaveUp:
+        # Reported as an anomaly by the caller; which end the order reaches is then unknown.
+        outcome.expect("CANCELLED", "COMPLETED", charges=(0, 1))
+        raise
     if reply.status == 202 or (reply.uncertain and _cancel_taken(reply)):
         # Seen charged: exactly one charge, refunded. Not seen yet (a slow order): the cancel
         # may have come before the charge, then nothing is charged at all.

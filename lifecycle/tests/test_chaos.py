@@ -49,9 +49,9 @@ def run_chaos(args: list[str]) -> tuple[int, str, str]:
     return process.returncode, stdout, stderr
 
 
-# Not yet part of `make test`: the short run still ends with an order stuck (a cancel that a worker
-# accepted in a workflow task that was then lost, answered 409 on retry; see docs/reliability.md,
-# "Open findings"), and it takes minutes on 2 cores. RUN_CHAOS=1 runs it.
+# Not yet part of a plain `make test`: while docs/reliability.md's "Open findings" 1 and 2 stand
+# (an Update accepted in a workflow task that is then lost; workflow tasks retried minutes apart),
+# the short run can end with an order stuck. It takes 65-80 s on 2 cores. RUN_CHAOS=1 runs it.
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("RUN_CHAOS"), reason="set RUN_CHAOS=1 (see docs/reliability.md)")
 def test_thirty_orders_survive_worker_kills_and_dropped_connections(tmp_path: Path) -> None:
