@@ -20,18 +20,16 @@ from pydantic import ConfigDict, Field, StrictInt, field_validator
 
 from lifecycle.client import (
     TemporalUnavailable,
-    start_order_workflow,
     temporal_health,
-    tuning_from_settings,
     workers_health,
 )
 from lifecycle.states import Action
-from lifecycle.types import OrderInput
 from lifecycle.validation import address_problems, order_id_problem, text_problem
 from orders import selectors, services
 from orders.actions import Verdict, order_act
 from orders.models import Order
 from orders.tokens import token_authenticate
+from orders.workflow_start import order_workflow_start
 
 logger = logging.getLogger(__name__)
 
@@ -260,17 +258,7 @@ async def start_order(request: HttpRequest, order_id: str, payload: StartIn) -> 
     order = outcome.order
     run_id = order.workflow_run_id
     if not run_id:
-        run_id = await start_order_workflow(
-            OrderInput(
-                order_id=order.id,
-                payment_id=order.payment_id,
-                items=order.items_json,
-                address=payload.address,
-                tuning=tuning_from_settings(),
-                shipping_task_queue=settings.SHIPPING_TASK_QUEUE,
-            )
-        )
-        await sync_to_async(services.order_set_run_id)(order_id=order.id, run_id=run_id)
+        run_id = await order_workflow_start(order)
     state = await Order.objects.filter(id=order.id).values_list("state", flat=True).aget()
     return Status(
         201 if outcome.created else 200,

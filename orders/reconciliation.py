@@ -12,16 +12,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from lifecycle.client import get_client, start_order_workflow, tuning_from_settings
+from lifecycle.client import get_client
 from lifecycle.states import END_STATES, State
-from lifecycle.types import OrderInput
 from lifecycle.workflows import OrderWorkflow
 from orders import services
 from orders.models import Order
+from orders.workflow_start import order_workflow_start
 
 CONCURRENCY = 20
 QUERY_TIMEOUT = timedelta(seconds=10)
@@ -75,18 +74,7 @@ async def _check(order_id: str, database_state: str, *, fix: bool) -> Drift | No
 
 
 async def _start(order_id: str) -> None:
-    order = await Order.objects.aget(id=order_id)
-    run_id = await start_order_workflow(
-        OrderInput(
-            order_id=order.id,
-            payment_id=order.payment_id,
-            items=order.items_json,
-            address=order.address_json,
-            tuning=tuning_from_settings(),
-            shipping_task_queue=settings.SHIPPING_TASK_QUEUE,
-        )
-    )
-    await sync_to_async(services.order_set_run_id)(order_id=order.id, run_id=run_id)
+    await order_workflow_start(await Order.objects.aget(id=order_id))
 
 
 async def reconcile(*, fix: bool) -> tuple[int, list[Drift]]:
