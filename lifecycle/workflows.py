@@ -87,8 +87,8 @@ def event_id(order_id: str, event_type: EventType, sequence: int | None = None) 
     return f"{order_id}:{event_type}{suffix}"
 
 
-# A regular activity's failure arrives as ActivityError (cause: the ApplicationError); a local
-# activity's may arrive as the ApplicationError itself.
+# An activity's failure arrives as ActivityError (cause: the ApplicationError); a business error
+# raised in the workflow itself arrives bare. `business_error` reads both.
 STEP_ERRORS = (ActivityError, ApplicationError)
 
 
@@ -178,9 +178,7 @@ class OrderWorkflow:
     async def _charge(self) -> None:
         order = self._order
         payment = PaymentInput(order.order_id, order.payment_id, event_id(order.order_id, EventType.PAYMENT_CHARGED))
-        result: PaymentResult = await workflow.execute_activity(
-            "payment_charged", payment, result_type=PaymentResult, **activity_options(order.tuning)
-        )
+        result: PaymentResult = await run_step("payment_charged", payment, order.tuning, result_type=PaymentResult)
         self._payment_status = result.status
         self._state = State.PAYMENT_CHARGED
 
@@ -236,9 +234,7 @@ class OrderWorkflow:
             return
         order = self._order
         refund = PaymentInput(order.order_id, order.payment_id, event_id(order.order_id, EventType.PAYMENT_REFUNDED))
-        result: PaymentResult = await workflow.execute_activity(
-            "payment_refunded", refund, result_type=PaymentResult, **activity_options(order.tuning)
-        )
+        result: PaymentResult = await run_step("payment_refunded", refund, order.tuning, result_type=PaymentResult)
         self._payment_status = result.status
 
     async def _fail(self, event_type: EventType, reason: str) -> None:
