@@ -2,7 +2,8 @@
 
 Every activity may run more than once (retries, worker crashes, timeouts); the services they call
 are idempotent, keyed by the deterministic event ids and the payment_id the workflow passes in.
-Each first passes through `flaky_call()`, the simulated network of the seed.
+Each first passes through `providers.network()`: the seed's simulated flaky network, with quick
+retries inside the attempt before Temporal's durable retry (see `providers.with_quick_retries`).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def _log_failure(name: str, arg: Any, err: Exception) -> None:
 
 
 def _transition(step: StepInput, event_type: EventType, state: State | None, **payload: Any) -> None:
-    providers.flaky_call()
+    providers.network()
     body = {**step.payload, **payload}
     if step.actor:
         body["actor"] = step.actor
@@ -86,7 +87,7 @@ def _transition(step: StepInput, event_type: EventType, state: State | None, **p
 @activity.defn
 @with_db
 def order_received(order: OrderInput) -> None:
-    providers.flaky_call()
+    providers.network()
     services.order_receive(
         order_id=order.order_id,
         payment_id=order.payment_id,
@@ -111,7 +112,7 @@ def order_validated(step: StepInput) -> None:
 @activity.defn
 @with_db
 def review_requested(step: StepInput) -> None:
-    providers.flaky_call()
+    providers.network()
     deadline = datetime.fromisoformat(step.payload["approval_deadline"])
     services.order_set_state(order_id=step.order_id, state=State.AWAITING_APPROVAL, approval_deadline=deadline)
 
@@ -150,7 +151,7 @@ def payment_refunded(payment: PaymentInput) -> PaymentResult:
 @activity.defn
 @with_db
 def update_order_address(change: AddressUpdateInput) -> None:
-    providers.flaky_call()
+    providers.network()
     services.order_address_update(
         order_id=change.order_id, event_id=change.event_id, address=change.address, actor=change.actor, via=change.via
     )

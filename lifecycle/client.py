@@ -97,12 +97,23 @@ async def start_order_workflow(order: OrderInput) -> str:
 
 
 async def send_action(
-    order_id: str, action: Action, *, actor: str, via: str, address: dict[str, Any] | None = None, reason: str = ""
+    order_id: str,
+    action: Action,
+    *,
+    actor: str,
+    via: str,
+    address: dict[str, Any] | None = None,
+    reason: str = "",
+    update_id: str | None = None,
 ) -> ActionResult:
     """Ask the order's workflow to apply an action and wait for its verdict.
 
+    `update_id` names the Update: sent again with the same id (a client retrying after a 503 or a
+    lost answer), the server attaches the request to the first one and returns its outcome instead
+    of applying the action twice. Without it every call is a new Update.
+
     Raises ActionRefused when the workflow (or the fact that it has ended) refuses it, and
-    TemporalUnavailable when no verdict came in time.
+    TemporalUnavailable when no verdict came within TEMPORAL_UPDATE_TIMEOUT_SECONDS in all.
     """
     client = await get_client()
     handle = client.get_workflow_handle(order_id)
@@ -111,13 +122,21 @@ async def send_action(
         payload = AddressChange(address=address or {}, actor=actor, via=via)
     else:
         payload = ActorRequest(actor=actor, reason=reason, via=via)
+    budget = settings.TEMPORAL_UPDATE_TIMEOUT_SECONDS
     try:
-        return await handle.execute_update(
-            UPDATE_NAMES[action],
-            payload,
-            result_type=ActionResult,
-            rpc_timeout=timedelta(seconds=settings.TEMPORAL_UPDATE_TIMEOUT_SECONDS),
-        )
+        # One deadline for the whole call: an Update can take two RPCs (admission, then result).
+        async with asyncio.timeout(budget):
+            return await handle.execute_update(
+                UPDATE_NAMES[action],
+                payload,
+                id=update_id,
+                result_type=ActionResult,
+                rpc_timeout=timedelta(seconds=budget),
+            )
+    except TimeoutError as err:
+        raise TemporalUnavailable(
+            f"the order's workflow did not answer within {budget:g} s; check its status before retrying"
+        ) from err
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError):

@@ -1,4 +1,4 @@
-"""Simulations of the outside world: the network (`flaky_call`), the payment provider, the carrier.
+"""Simulations of the outside world: the network (`flaky_call`, `network`), the payment provider, the carrier.
 
 They stand for services the order system does not own. The payment provider keeps its own ledger
 (`provider_charges`) and honours idempotency keys the way a real provider does: a key it has seen
@@ -11,8 +11,10 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -21,6 +23,7 @@ from lifecycle.validation import UNDELIVERABLE_ZIP
 from orders.models import ProviderCharge
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class TransientCallError(Exception):
@@ -44,6 +47,33 @@ def flaky_call() -> None:
         time.sleep(settings.ACTIVITY_TIMEOUT_SECONDS + 0.5)
         raise TransientCallError("simulated call hung past the activity timeout")
     raise TransientCallError("simulated transient failure")
+
+
+def with_quick_retries(call: Callable[[], T]) -> T:
+    """Run a call to an outside service, retrying a transient failure at once, as HTTP clients do.
+
+    Retries start 5 ms apart, doubling up to 25 ms, for at most QUICK_RETRY_BUDGET_SECONDS; then
+    the failure is raised and Temporal retries the whole activity (durably, at its own pace). The
+    quick retries are what keep a flaky network from costing a durable retry each time: on the dev
+    server a durable retry waits on a timer that fires about a second late. Every call passed here
+    must be safe to repeat (the provider's idempotency key, deterministic event ids). A call that
+    hangs past the activity timeout is not retried here: the attempt is already lost.
+    """
+    deadline = time.monotonic() + settings.QUICK_RETRY_BUDGET_SECONDS
+    delay = 0.005
+    while True:
+        try:
+            return call()
+        except TransientCallError:
+            if time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.025)
+
+
+def network() -> None:
+    """One round trip over the simulated network, retried quickly when it fails transiently."""
+    with_quick_retries(flaky_call)
 
 
 def crash_point(name: str, rate: float) -> None:
@@ -78,16 +108,21 @@ def _move_money(*, idempotency_key: str, kind: str, amount: Decimal) -> Movement
 
 
 def charge(*, idempotency_key: str, amount: Decimal) -> Movement:
-    return _move_money(idempotency_key=idempotency_key, kind=ProviderCharge.KIND_CHARGE, amount=amount)
+    # A retry resends the whole request with the same key: the provider replays, moving nothing.
+    return with_quick_retries(
+        lambda: _move_money(idempotency_key=idempotency_key, kind=ProviderCharge.KIND_CHARGE, amount=amount)
+    )
 
 
 def refund(*, idempotency_key: str, amount: Decimal) -> Movement:
-    return _move_money(idempotency_key=idempotency_key, kind=ProviderCharge.KIND_REFUND, amount=amount)
+    return with_quick_retries(
+        lambda: _move_money(idempotency_key=idempotency_key, kind=ProviderCharge.KIND_REFUND, amount=amount)
+    )
 
 
 def dispatch_to_carrier(*, order_id: str, address: dict[str, str]) -> str:
     """Hand a package to the simulated carrier; returns a tracking number."""
-    flaky_call()
+    network()
     if str(address.get("zip", "")).strip() == UNDELIVERABLE_ZIP:
         raise CarrierRefused(f"the carrier does not deliver to zip {UNDELIVERABLE_ZIP}")
     return f"TRK-{order_id}"

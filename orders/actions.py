@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
+import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +22,27 @@ from lifecycle.validation import order_id_problem
 from orders.models import Order
 
 BULK_CONCURRENCY = 10
+
+# A client's name for one intended action (header Idempotency-Key, a console form's one-time token).
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
+
+
+def idempotency_key_problem(key: str) -> str:
+    if IDEMPOTENCY_KEY.fullmatch(key):
+        return ""
+    return "must be 1 to 200 printable ASCII characters without spaces"
+
+
+def update_id_for(
+    *, action: Action, actor: str, key: str, address: dict[str, Any] | None = None, reason: str = ""
+) -> str:
+    """The Update id for a keyed request: the same caller, key and request give the same id.
+
+    The id includes the request itself, so a key reused for a different request (another action,
+    another address) is a new action, not a replay of the first one.
+    """
+    request = json.dumps([actor, key, action.value, address, reason], sort_keys=True, ensure_ascii=True)
+    return f"{action.value}-{hashlib.sha256(request.encode()).hexdigest()[:40]}"
 
 
 class Verdict(enum.StrEnum):
@@ -42,8 +66,17 @@ class ActionOutcome:
 
 
 async def order_act(
-    *, order_id: str, action: Action, actor: str, via: str, address: dict[str, Any] | None = None, reason: str = ""
+    *,
+    order_id: str,
+    action: Action,
+    actor: str,
+    via: str,
+    address: dict[str, Any] | None = None,
+    reason: str = "",
+    idempotency_key: str = "",
 ) -> ActionOutcome:
+    """Apply one action through the workflow. With an `idempotency_key`, repeating the same request
+    (after a 503 or a lost answer) gets the first request's outcome and applies nothing twice."""
     # An id no order can have is not looked up at all (PostgreSQL refuses NUL in a query).
     state = (
         None
@@ -52,13 +85,24 @@ async def order_act(
     )
     if state is None:
         return ActionOutcome(order_id, action, Verdict.NOT_FOUND, f"no order {order_id!r}")
-    if state in END_STATES:
+    if state in END_STATES and not idempotency_key:
         return ActionOutcome(order_id, action, Verdict.REFUSED, _refused(action, refusal_reason(action, state)), state)
+    update_id = (
+        update_id_for(action=action, actor=actor, key=idempotency_key, address=address, reason=reason)
+        if idempotency_key
+        else None
+    )
     try:
-        result = await send_action(order_id, action, actor=actor, via=via, address=address, reason=reason)
+        result = await send_action(
+            order_id, action, actor=actor, via=via, address=address, reason=reason, update_id=update_id
+        )
     except ActionRefused as err:
-        current = err.state or await Order.objects.filter(id=order_id).values_list("state", flat=True).aget()
-        return ActionOutcome(order_id, action, Verdict.REFUSED, err.detail, current)
+        if err.state:
+            return ActionOutcome(order_id, action, Verdict.REFUSED, err.detail, err.state)
+        # The workflow has closed: refuse as for any ended order, naming its state.
+        current = await Order.objects.filter(id=order_id).values_list("state", flat=True).aget()
+        detail = _refused(action, refusal_reason(action, current)) if current in END_STATES else err.detail
+        return ActionOutcome(order_id, action, Verdict.REFUSED, detail, current)
     except TemporalUnavailable as err:
         return ActionOutcome(order_id, action, Verdict.UNAVAILABLE, f"temporal: {err}", state)
     return ActionOutcome(order_id, action, Verdict.APPLIED, result.detail, result.state)

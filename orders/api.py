@@ -11,9 +11,9 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse
-from ninja import NinjaAPI, Schema, Status
+from ninja import Header, NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 from pydantic import ConfigDict, Field, StrictInt, field_validator
@@ -26,7 +26,7 @@ from lifecycle.client import (
 from lifecycle.states import Action
 from lifecycle.validation import address_problems, order_id_problem, text_problem
 from orders import selectors, services
-from orders.actions import Verdict, order_act
+from orders.actions import Verdict, idempotency_key_problem, order_act
 from orders.models import Order
 from orders.tokens import token_authenticate
 from orders.workflow_start import order_workflow_start
@@ -206,6 +206,14 @@ def _temporal_unavailable(request: HttpRequest, exc: TemporalUnavailable) -> Htt
     return api.create_response(request, {"detail": f"temporal: {exc}"}, status=503)
 
 
+@api.exception_handler(OperationalError)
+@api.exception_handler(InterfaceError)
+def _database_unavailable(request: HttpRequest, exc: DatabaseError) -> HttpResponse:
+    # A lost or refused connection: nothing was committed, so the client may simply retry.
+    logger.warning("Database unavailable for %s %s: %s", request.method, request.path, type(exc).__name__)
+    return api.create_response(request, {"detail": "database unavailable; retry the request"}, status=503)
+
+
 @api.exception_handler(Exception)
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     logger.exception("Unexpected error on %s %s", request.method, request.path)
@@ -266,9 +274,30 @@ async def start_order(request: HttpRequest, order_id: str, payload: StartIn) -> 
     )
 
 
-async def _act(request: HttpRequest, order_id: str, action: Action, **kwargs: Any) -> Status[Any]:
+IdempotencyKey = Header(
+    None,
+    alias="Idempotency-Key",
+    description=(
+        "Your name for this one action (e.g. a UUID). Retrying the same request with the same key"
+        " after a 503 or a lost answer gets the first attempt's outcome instead of acting twice."
+    ),
+)
+
+
+async def _act(
+    request: HttpRequest, order_id: str, action: Action, idempotency_key: str | None, **kwargs: Any
+) -> Status[Any]:
+    if idempotency_key is not None and idempotency_key_problem(idempotency_key):
+        raise bad_request({"Idempotency-Key": idempotency_key_problem(idempotency_key)})
     await _require(request, PERMISSIONS[action])
-    outcome = await order_act(order_id=order_id, action=action, actor=request.user.get_username(), via="api", **kwargs)
+    outcome = await order_act(
+        order_id=order_id,
+        action=action,
+        actor=request.user.get_username(),
+        via="api",
+        idempotency_key=idempotency_key or "",
+        **kwargs,
+    )
     if outcome.verdict is Verdict.NOT_FOUND:
         raise ApiError(404, f"order_id: {outcome.detail}")
     if outcome.verdict is Verdict.REFUSED:
@@ -296,8 +325,10 @@ ACTION_RESPONSES: dict[int, Any] = {
 
 
 @api.post("/orders/{order_id}/signals/approve", response=ACTION_RESPONSES, summary="Approve an order awaiting review")
-async def approve_order(request: HttpRequest, order_id: str) -> Status[Any]:
-    return await _act(request, order_id, Action.APPROVE)
+async def approve_order(
+    request: HttpRequest, order_id: str, idempotency_key: str | None = IdempotencyKey
+) -> Status[Any]:
+    return await _act(request, order_id, Action.APPROVE, idempotency_key)
 
 
 @api.post(
@@ -305,8 +336,10 @@ async def approve_order(request: HttpRequest, order_id: str) -> Status[Any]:
     response=ACTION_RESPONSES,
     summary="Cancel an order (refunds a charged payment)",
 )
-async def cancel_order(request: HttpRequest, order_id: str) -> Status[Any]:
-    return await _act(request, order_id, Action.CANCEL)
+async def cancel_order(
+    request: HttpRequest, order_id: str, idempotency_key: str | None = IdempotencyKey
+) -> Status[Any]:
+    return await _act(request, order_id, Action.CANCEL, idempotency_key)
 
 
 @api.post(
@@ -314,11 +347,13 @@ async def cancel_order(request: HttpRequest, order_id: str) -> Status[Any]:
     response={**ACTION_RESPONSES, 400: ErrorOut, 413: ErrorOut},
     summary="Change the shipping address before dispatch",
 )
-async def update_address(request: HttpRequest, order_id: str, payload: AddressIn) -> Status[Any]:
+async def update_address(
+    request: HttpRequest, order_id: str, payload: AddressIn, idempotency_key: str | None = IdempotencyKey
+) -> Status[Any]:
     problems = address_problems(payload.address)
     if problems:
         raise bad_request(problems)
-    return await _act(request, order_id, Action.UPDATE_ADDRESS, address=payload.address)
+    return await _act(request, order_id, Action.UPDATE_ADDRESS, idempotency_key, address=payload.address)
 
 
 @api.get(

@@ -143,6 +143,9 @@ ACTIVITY_TIMEOUT_SECONDS = env.float("ACTIVITY_TIMEOUT_SECONDS", default=2.0)
 ACTIVITY_MAX_ATTEMPTS = env.int("ACTIVITY_MAX_ATTEMPTS", default=1000)
 FLAKY_CALL_FAILURE_RATE = env.float("FLAKY_CALL_FAILURE_RATE", default=0.0)
 FLAKY_CALL_TIMEOUT_SHARE = env.float("FLAKY_CALL_TIMEOUT_SHARE", default=0.0)
+# How long an activity retries a transient failure of an outside call itself before failing the
+# attempt (and leaving the retry to Temporal). 0: every failure is a Temporal retry.
+QUICK_RETRY_BUDGET_SECONDS = env.float("QUICK_RETRY_BUDGET_SECONDS", default=1.0)
 # How long an API call waits for the workflow to accept or refuse an action.
 TEMPORAL_UPDATE_TIMEOUT_SECONDS = env.float("TEMPORAL_UPDATE_TIMEOUT_SECONDS", default=30.0)
 WORKER_GRACE_SECONDS = env.float("WORKER_GRACE_SECONDS", default=10.0)

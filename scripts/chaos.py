@@ -45,6 +45,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -319,8 +320,19 @@ class Api:
         with self.lock:
             self.counts[what] += 1
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None, trail: list[str] | None = None) -> Reply:
-        """The answer to one request, retried through outages; every attempt is noted in `trail`."""
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        trail: list[str] | None = None,
+        key: str | None = None,
+    ) -> Reply:
+        """The answer to one request, retried through outages; every attempt is noted in `trail`.
+
+        With `key`, every attempt carries it as Idempotency-Key, so a retry of an action whose first
+        attempt was applied (but answered 503 or got lost) gets that first outcome, not a second action.
+        """
         began = time.monotonic()
         deadline = began + REQUEST_BUDGET_SECONDS
         uncertain = False
@@ -329,7 +341,7 @@ class Api:
             if self.halt.is_set():
                 raise ApiGaveUp("interrupted")
             self._count("requests")
-            outcome = self._once(method, path, body)
+            outcome = self._once(method, path, body, key)
             if trail is not None:
                 trail.append(_trail_line(path, outcome))
             if isinstance(outcome, Reply) and outcome.status not in self.RETRYABLE:
@@ -346,14 +358,12 @@ class Api:
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-    def _once(self, method: str, path: str, body: dict[str, Any] | None) -> Reply | str:
+    def _once(self, method: str, path: str, body: dict[str, Any] | None, key: str | None) -> Reply | str:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            self.base_url + path,
-            data=data,
-            method=method,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-        )
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_SECONDS) as response:
                 return Reply(response.status, _json(response.read()), False)
@@ -495,7 +505,9 @@ class Driver:
         return reply
 
     def act(self, outcome: Outcome, action: str, body: dict[str, Any] | None = None) -> Reply:
-        return self.api.call("POST", f"/orders/{outcome.plan.order_id}/signals/{action}", body, outcome.trail)
+        # One key per intended action, kept through its retries.
+        key = f"{action}-{uuid.uuid4().hex}"
+        return self.api.call("POST", f"/orders/{outcome.plan.order_id}/signals/{action}", body, outcome.trail, key)
 
     def approve(self, outcome: Outcome) -> Reply:
         reply = self.act(outcome, "approve")
