@@ -22,6 +22,8 @@ SCRIPT = ROOT / "scripts" / "chaos.py"
 SHORT_RUN = [
     "--orders", "30", "--kills", "3", "--kill-every", "5", "--concurrency", "30",
     "--temporal-restarts", "0", "--db-drops", "1", "--seed", "20240611",
+    # Thrice the full run's crash rate: with 30 orders the risky window must still be hit for sure.
+    "--crash-rate", "0.15",
 ]  # fmt: skip
 TIMEOUT_SECONDS = 420  # far above the ~90 s it takes; a hang fails instead of blocking CI
 
