@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
 # Paths where people get pages; everything else is the JSON API.
 HTML_PREFIXES = ("/admin/", "/review/", "/accounts/", "/docs", "/static/")
@@ -32,6 +32,27 @@ class BodySizeLimitMiddleware:
                     return too_big
             except RequestDataTooBig:
                 return too_big
+        return self.get_response(request)
+
+
+class RefuseNulMiddleware:
+    """A NUL byte in the URL (path or query) is refused with 400 before any view sees it.
+
+    No id, search term or filter of ours may hold one, and PostgreSQL refuses NUL in text, so a
+    view or admin page that passed it to a query would answer 500.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        query = request.GET.lists()
+        if "\x00" in request.path or any("\x00" in key or any("\x00" in v for v in values) for key, values in query):
+            if request.path.startswith(HTML_PREFIXES):
+                return HttpResponseBadRequest(
+                    "Bad request: the address contains a NUL byte.", content_type="text/plain"
+                )
+            return JsonResponse({"detail": "url: contains a NUL byte"}, status=400)
         return self.get_response(request)
 
 

@@ -443,6 +443,33 @@ def test_the_login_page_shows_a_missing_field_next_to_it(reviewer: User) -> None
     assert 'aria-invalid="true"' in html
 
 
+NUL_URLS = [
+    "/admin/orders/order/abc%00def/change/",
+    "/admin/orders/event/abc%00def/change/",
+    "/admin/orders/payment/abc%00def/change/",
+    "/admin/orders/order/?q=abc%00def",
+    "/admin/orders/order/?state__exact=%00",
+    "/review/orders/abc%00def/",
+    "/review/?q=abc%00def",
+    "/review/?state%00=x",
+]
+
+
+@pytest.mark.parametrize("url", NUL_URLS)
+def test_a_nul_byte_in_a_staff_url_is_a_400_not_a_500(db: None, url: str) -> None:
+    boss = User.objects.create_superuser("boss", "boss@example.com", PASSWORD)
+    client = Client(raise_request_exception=False)
+    client.force_login(boss)
+    response = client.get(url)
+    assert response.status_code == 400
+    assert b"NUL" in response.content
+
+
+def test_a_nul_byte_in_an_api_query_is_a_json_400(token_client: Client) -> None:
+    response = token_client.get("/orders/order-1/status?x=%00")
+    assert assert_refused(response, 400)["detail"] == "url: contains a NUL byte"
+
+
 def test_the_console_address_form_refuses_a_nul_byte_with_a_field_error(reviewer: User, no_temporal: None) -> None:
     order = make_order()
     before = written()
