@@ -31,6 +31,9 @@ class Order(models.Model):
             models.Index(fields=["state"], name="idx_orders_state"),
             models.Index(fields=["state", "created_at"], name="idx_orders_state_created"),
             models.Index(fields=["updated_at"], name="idx_orders_updated_at"),
+            # Newest first across all states (admin's list, the console's "All" tab): the order
+            # these pages sort by, id included, so a page is read from the index, not sorted.
+            models.Index(fields=["created_at", "id"], name="idx_orders_created_id"),
         ]
         permissions = [
             ("approve_order", "Can approve an order awaiting review"),

@@ -14,7 +14,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -100,10 +99,13 @@ def queue(request: HttpRequest) -> HttpResponse:
         state_param = State.AWAITING_APPROVAL.value
     query = request.GET.get("q", "").strip()[:100]
     state = None if state_param == "all" else state_param
-    page = Paginator(selectors.review_queue(state=state, query=query), settings.REVIEW_PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
     counts = selectors.state_counts()
+    # Without a search a tab's count is the list's count too, so the list needs no COUNT of its own.
+    known = None if query else (counts[state] if state else selectors.total_of(counts))
+    paginator = selectors.CappedPaginator(
+        selectors.review_queue(state=state, query=query), settings.REVIEW_PAGE_SIZE, known=known
+    )
+    page = paginator.get_page(request.GET.get("page"))
     context = {
         "page": page,
         "tabs": [(s, counts[s.value]) for s in State],
@@ -148,11 +150,11 @@ def bulk(request: HttpRequest) -> HttpResponse:
 
 
 def _order_context(request: HttpRequest, order_id: str) -> dict[str, Any]:
-    found = selectors.order_page(order_id=order_id)
+    all_events = request.GET.get("events") == "all"
+    found = selectors.order_page(order_id=order_id, all_events=all_events)
     if found is None:
         raise Http404(f"No order {order_id!r}")
-    order, payment, events = found
-    done = {event.type for event in events}
+    order, payment, timeline = found
     allowed = {
         action.value: request.user.has_perm(ACTION_PERMISSIONS[action]) and allows(action, order.state)
         for action in Action
@@ -160,8 +162,11 @@ def _order_context(request: HttpRequest, order_id: str) -> dict[str, Any]:
     return {
         "order": order,
         "payment": payment,
-        "events": events,
-        "steps": [(label, event_type in done) for event_type, label in SHIPPING_STEPS],
+        "events": timeline.events,
+        "timeline": timeline,
+        "all_events": all_events,
+        "timeline_latest": selectors.TIMELINE_LATEST,
+        "steps": [(label, event_type in timeline.types) for event_type, label in SHIPPING_STEPS],
         "allowed": allowed,
         "ended": order.state in END_STATES,
         "temporal_url": f"{settings.TEMPORAL_UI_URL}/namespaces/{settings.TEMPORAL_NAMESPACE}/workflows/{order.id}",
