@@ -21,7 +21,15 @@ from temporalio.exceptions import ApplicationError
 
 from lifecycle import providers
 from lifecycle.states import EventType, State
-from lifecycle.types import AddressUpdateInput, OrderInput, PaymentInput, PaymentResult, StepInput
+from lifecycle.types import (
+    AddressUpdateInput,
+    DeliveredInput,
+    IntakeInput,
+    OrderInput,
+    PaymentInput,
+    PaymentResult,
+    StepInput,
+)
 from lifecycle.validation import order_problems
 from lifecycle.workflows import DISPATCH_REFUSED, ORDER_REJECTED, PAYMENT_CONFLICT, event_id
 from orders import services
@@ -84,9 +92,7 @@ def _transition(step: StepInput, event_type: EventType, state: State | None, **p
     )
 
 
-@activity.defn
-@with_db
-def order_received(order: OrderInput) -> None:
+def _receive(order: OrderInput) -> None:
     providers.network()
     services.order_receive(
         order_id=order.order_id,
@@ -97,13 +103,54 @@ def order_received(order: OrderInput) -> None:
     )
 
 
+def _validation_problem(order_id: str) -> str:
+    from orders.models import Order
+
+    return order_problems(Order.objects.values_list("items_json", flat=True).get(id=order_id))
+
+
+def _request_review(order_id: str, approval_deadline: str) -> None:
+    providers.network()
+    deadline = datetime.fromisoformat(approval_deadline)
+    services.order_set_state(
+        order_id=order_id,
+        state=State.AWAITING_APPROVAL,
+        from_states=(State.ORDER_RECEIVED, State.ORDER_VALIDATED),
+        approval_deadline=deadline,
+    )
+
+
+@activity.defn
+@with_db
+def order_intake(intake: IntakeInput) -> str:
+    """Received, validated, awaiting approval: three transactions in one attempt, each idempotent.
+
+    Returns why the order is rejected ("" if it is not); the workflow then fails it.
+    """
+    order = intake.order
+    _receive(order)
+    problem = _validation_problem(order.order_id)
+    if problem:
+        return problem
+    _transition(
+        StepInput(order.order_id, event_id(order.order_id, EventType.ORDER_VALIDATED)),
+        EventType.ORDER_VALIDATED,
+        State.ORDER_VALIDATED,
+    )
+    _request_review(order.order_id, intake.approval_deadline)
+    return ""
+
+
+@activity.defn
+@with_db
+def order_received(order: OrderInput) -> None:
+    _receive(order)
+
+
 @activity.defn
 @with_db
 def order_validated(step: StepInput) -> None:
-    from orders.models import Order
-
-    items = Order.objects.values_list("items_json", flat=True).get(id=step.order_id)
-    problem = order_problems(items)
+    problem = _validation_problem(step.order_id)
     if problem:
         raise ApplicationError(problem, type=ORDER_REJECTED, non_retryable=True)
     _transition(step, EventType.ORDER_VALIDATED, State.ORDER_VALIDATED)
@@ -112,9 +159,7 @@ def order_validated(step: StepInput) -> None:
 @activity.defn
 @with_db
 def review_requested(step: StepInput) -> None:
-    providers.network()
-    deadline = datetime.fromisoformat(step.payload["approval_deadline"])
-    services.order_set_state(order_id=step.order_id, state=State.AWAITING_APPROVAL, approval_deadline=deadline)
+    _request_review(step.order_id, step.payload["approval_deadline"])
 
 
 @activity.defn
@@ -132,6 +177,8 @@ def approval_timed_out(step: StepInput) -> None:
 @activity.defn
 @with_db
 def payment_charged(payment: PaymentInput) -> PaymentResult:
+    if payment.approval is not None:
+        _transition(payment.approval, EventType.ORDER_APPROVED, None)
     try:
         row = services.payment_charge(
             order_id=payment.order_id, payment_id=payment.payment_id, event_id=payment.event_id
@@ -193,6 +240,13 @@ def order_completed(step: StepInput) -> None:
 
 @activity.defn
 @with_db
+def order_delivered(delivered: DeliveredInput) -> None:
+    _transition(delivered.shipped, EventType.ORDER_SHIPPED, State.SHIPPED)
+    _transition(delivered.completed, EventType.ORDER_COMPLETED, State.COMPLETED)
+
+
+@activity.defn
+@with_db
 def order_cancelled(step: StepInput) -> None:
     _transition(step, EventType.ORDER_CANCELLED, State.CANCELLED)
 
@@ -205,6 +259,8 @@ def order_failed(step: StepInput) -> None:
 
 
 ORDER_ACTIVITIES = [
+    order_intake,
+    order_delivered,
     order_received,
     order_validated,
     review_requested,

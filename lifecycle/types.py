@@ -70,10 +70,28 @@ class StepInput:
 
 
 @dataclass
+class IntakeInput:
+    """Input of `order_intake`: receive, validate and put up for review, in one activity."""
+
+    order: OrderInput
+    approval_deadline: str
+
+
+@dataclass
 class PaymentInput:
     order_id: str
     payment_id: str
     event_id: str
+    # Recorded (ORDER_APPROVED) by the same activity, just before the charge.
+    approval: StepInput | None = None
+
+
+@dataclass
+class DeliveredInput:
+    """Input of `order_delivered`: ORDER_SHIPPED, then ORDER_COMPLETED, in one activity."""
+
+    shipped: StepInput
+    completed: StepInput
 
 
 @dataclass

@@ -68,7 +68,10 @@ async def _check(order_id: str, database_state: str, *, fix: bool) -> Drift | No
         return None
     drift = Drift(order_id, database_state, view.state, STATE_DIFFERS)
     if fix:
-        await sync_to_async(services.order_set_state)(order_id=order_id, state=State(view.state))
+        # Compare-and-set: if the workflow moved the order meanwhile, its own write stands.
+        await sync_to_async(services.order_set_state)(
+            order_id=order_id, state=State(view.state), from_states=(State(database_state),)
+        )
         drift.fixed, drift.note = True, f"database set to {view.state}"
     return drift
 

@@ -128,9 +128,15 @@ def record_transition(
     return True
 
 
-def order_set_state(*, order_id: str, state: State, **order_fields: Any) -> None:
-    """A state change that the contract records without an event (AWAITING_APPROVAL)."""
-    Order.objects.filter(id=order_id).update(state=state, updated_at=timezone.now(), **order_fields)
+def order_set_state(*, order_id: str, state: State, from_states: tuple[State, ...], **order_fields: Any) -> None:
+    """A state change that the contract records without an event (AWAITING_APPROVAL).
+
+    Only from `from_states`: an attempt that outlived its timeout and writes late must not move
+    an order back from wherever the workflow has taken it since.
+    """
+    Order.objects.filter(id=order_id, state__in=from_states).update(
+        state=state, updated_at=timezone.now(), **order_fields
+    )
 
 
 def order_receive(
