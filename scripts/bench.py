@@ -1,6 +1,7 @@
 """Benchmark of the order lifecycle against a bare-Temporal floor, on a stack of its own.
 
     .venv/bin/python scripts/bench.py [--orders 200] [--concurrency 1,20] [--skip-flaky]
+                                      [--completion result|poll] [--skip-scale-out] [--backlog 1000]
                                       [--scale] [--quick] [--json .data/bench-results.json]
     make bench BENCH_ARGS="--quick"
 
@@ -10,16 +11,26 @@ on Ctrl-C or SIGTERM): a Temporal dev server (its SQLite file on tmpfs, /dev/shm
 postgres) that is dropped at the end, `manage.py migrate`, one `manage.py runworker` and the web
 app under uvicorn. Then, on that same Temporal server and database:
 
-1. the FLOOR: bare workflows of the order's shape with no-op activities (scripts/bench_floor.py,
-   hosted by a worker process of its own configured like runworker), driven with the Temporal
-   client: start, signal "approve" at once, await the result;
+1. the FLOOR: bare workflows of the issue's shape (6 no-op activities, a child with 2 on a second
+   queue, approval signalled right after start; scripts/bench_floor.py, hosted by a worker
+   process of its own configured like runworker), driven with the Temporal client: start, signal
+   "approve" at once, await the result;
 2. OUR ORDERS through the JSON API: POST /orders/{id}/start, POST .../signals/approve at once,
-   then GET /orders/{id}/status every 20 ms (concurrency 1) or 50 ms (higher) until COMPLETED;
-3. the same with FLAKY_CALL_FAILURE_RATE=0.67 (runworker restarted with it; web unchanged);
-4. ratios ours/floor, CPU per order of each process (from /proc), PostgreSQL sessions and
+   then (--completion result, the default) await the order workflow's result with the Temporal
+   client, or (--completion poll) GET /orders/{id}/status every 20 ms (concurrency 1) or 50 ms
+   (higher) until COMPLETED; after each phase one SQL query checks that every order is COMPLETED
+   in the database;
+3. SCALE-OUT (full runs, or --scale-out): both systems again at the highest concurrency with two
+   worker processes per task queue (two floor workers; two `runworker --queue order` and two
+   `runworker --queue shipping`), with each worker process's peak memory;
+4. APPROVAL BACKLOG (--backlog N, 1000 in full runs): N orders started and left waiting for
+   approval, the worker's memory before, with the backlog and after cancelling them, once per
+   WORKER_MAX_CACHED_WORKFLOWS in --backlog-cache (1000 and 100);
+5. the same as 2 with FLAKY_CALL_FAILURE_RATE=0.67 (runworker restarted with it; web unchanged);
+6. ratios ours/floor, CPU per order of each process (from /proc), PostgreSQL sessions and
    transactions per order (pg_stat_database), peak memory (VmHWM), and a probe of how late the
    server's durable timers fire (activity retry backoffs wait on them);
-5. with --scale: 100,000 orders and ~1,000,000 events bulk-inserted and vacuumed, then the review
+7. with --scale: 100,000 orders and ~1,000,000 events bulk-inserted and vacuumed, then the review
    queue, an order page and the admin order list timed over HTTP, plus SQL queries per page
    (in-process).
 
@@ -85,14 +96,20 @@ TARGET_FLAKY_P50_MS = 2000.0
 TARGET_FLAKY_P95_MS = 4000.0
 TARGET_PAGE_P95_MS = 150.0
 
+BACKLOG_ORDERS = 1000  # --backlog in a full run
+BACKLOG_CONCURRENCY = 20  # driver threads that start (and cancel) the backlog
+
 # Settings the app reads that must not leak in from the caller's environment.
 APP_ENV_KEYS = (
     "DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "ORDER_TASK_QUEUE", "SHIPPING_TASK_QUEUE",
     "APPROVAL_TIMEOUT_SECONDS", "WORKFLOW_RUN_TIMEOUT_SECONDS", "ACTIVITY_TIMEOUT_SECONDS", "ACTIVITY_MAX_ATTEMPTS",
     "FLAKY_CALL_FAILURE_RATE", "FLAKY_CALL_TIMEOUT_SHARE", "TEMPORAL_UPDATE_TIMEOUT_SECONDS", "WORKER_GRACE_SECONDS",
     "WORKER_ACTIVITY_THREADS", "CONN_MAX_AGE", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "LOG_LEVEL", "LOG_FORMAT",
-    "CHAOS_CRASH_AFTER_CHARGE_RATE", "SECURE_SSL_REDIRECT", "DJANGO_SETTINGS_MODULE",
+    "CHAOS_CRASH_AFTER_CHARGE_RATE", "SECURE_SSL_REDIRECT", "DJANGO_SETTINGS_MODULE", "WORKER_MAX_CACHED_WORKFLOWS",
 )  # fmt: skip
+# Long enough for the approval backlog (started, then cancelled minutes later) never to time out; a
+# timer's length costs nothing, so the other phases are unaffected.
+BENCH_APPROVAL_TIMEOUT_S = 3600
 
 
 class BenchError(Exception):
@@ -206,14 +223,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def peak_rss_kb(pid: int) -> int:
+def status_kb(pid: int, key: str) -> int:
+    """A `kB` line of /proc/<pid>/status (VmRSS: memory now, VmHWM: peak), 0 if unreadable."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def peak_rss_kb(pid: int) -> int:
+    return status_kb(pid, "VmHWM")
+
+
+def rss_mib(pid: int) -> dict[str, float]:
+    """Resident memory now and at its peak, in MiB."""
+    return {"rss": round(status_kb(pid, "VmRSS") / 1024, 1), "hwm": round(status_kb(pid, "VmHWM") / 1024, 1)}
 
 
 def machine_cpu() -> tuple[float, float]:
@@ -343,6 +370,7 @@ class Env:
             LOG_LEVEL="WARNING",
             ALLOWED_HOSTS="127.0.0.1,localhost",
             WORKER_ACTIVITY_THREADS="20",
+            APPROVAL_TIMEOUT_SECONDS=str(BENCH_APPROVAL_TIMEOUT_S),
             FLAKY_CALL_FAILURE_RATE="0",
             FLAKY_CALL_TIMEOUT_SHARE="0",
             PYTHONUNBUFFERED="1",
@@ -389,9 +417,28 @@ def start_temporal(stack: Stack, env: Env) -> Proc:
     return proc
 
 
-def start_worker(stack: Stack, env: Env, *, flaky_rate: float = 0.0) -> Proc:
+def start_worker(
+    stack: Stack,
+    env: Env,
+    *,
+    flaky_rate: float = 0.0,
+    queue: str | None = None,
+    cache: int | None = None,
+    name: str = "worker (runworker)",
+) -> Proc:
+    """`manage.py runworker`: both queues, or only `queue` ("order" or "shipping")."""
     extra = {"FLAKY_CALL_FAILURE_RATE": str(flaky_rate)} if flaky_rate else {}
-    return stack.start("worker (runworker)", [PY, "manage.py", "runworker"], env.app(**extra))
+    if cache is not None:
+        extra["WORKER_MAX_CACHED_WORKFLOWS"] = str(cache)
+    args = [PY, "manage.py", "runworker", *(["--queue", queue] if queue else [])]
+    return stack.start(name, args, env.app(**extra))
+
+
+def worker_queues(env: Env, queue: str | None = None) -> list[str]:
+    """The task queues a runworker started with `--queue queue` (or with both) polls."""
+    if queue is None:
+        return [env.order_queue, env.shipping_queue]
+    return [env.order_queue if queue == "order" else env.shipping_queue]
 
 
 def start_web(stack: Stack, env: Env) -> Proc:
@@ -410,10 +457,10 @@ def start_web(stack: Stack, env: Env) -> Proc:
     return proc
 
 
-def start_floor_worker(stack: Stack, env: Env) -> Proc:
+def start_floor_worker(stack: Stack, env: Env, name: str = "floor worker") -> Proc:
     args = [PY, str(SCRIPTS_DIR / "bench_floor.py"), "worker", "--address", env.temporal_address,
             "--order-queue", env.floor_order_queue, "--shipping-queue", env.floor_shipping_queue, "--threads", "20"]  # fmt: skip
-    return stack.start("floor worker", args, env.app())
+    return stack.start(name, args, env.app())
 
 
 # --- Temporal client side (the floor's driver) ------------------------------------------------
@@ -557,6 +604,70 @@ async def _floor_batch(client: Any, env: Env, prefix: str, n: int, concurrency: 
     return {"latencies": latencies, "errors": errors, "wall": wall, "extra": extra}
 
 
+class ResultWaiter:
+    """One Temporal client on an asyncio loop of its own, in a background thread.
+
+    The driver's threads wait for an order workflow's result through it (`--completion result`),
+    instead of polling the web app's /status: a real client would learn about completion from a
+    push, not by costing the web ~15 ms of CPU per poll.
+    """
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._serve, name="bench-results", daemon=True)
+        self.client: Any = None
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def start(self) -> None:
+        from temporalio.client import Client
+
+        self.thread.start()
+        try:
+            self.client = asyncio.run_coroutine_threadsafe(Client.connect(self.address), self.loop).result(30)
+        except Exception as err:
+            raise BenchError(f"the result client could not connect to Temporal at {self.address}: {err}") from err
+
+    def result(self, workflow_id: str, deadline: float, stop: threading.Event) -> Any:
+        """The workflow's result; raises what the workflow raised, or on `stop` or past `deadline`."""
+        future = asyncio.run_coroutine_threadsafe(self.client.get_workflow_handle(workflow_id).result(), self.loop)
+        try:
+            while True:
+                try:
+                    return future.result(timeout=0.2)  # returns as soon as the result is in
+                except TimeoutError:
+                    if stop.is_set():
+                        raise RuntimeError("interrupted") from None
+                    if time.perf_counter() > deadline:
+                        raise RuntimeError(f"no result after {ORDER_TIMEOUT_S:.0f} s") from None
+        finally:
+            future.cancel()
+
+    def close(self) -> None:
+        if not self.thread.is_alive():
+            self.loop.close()
+            return
+
+        async def cancel_pending() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=5)
+
+        try:
+            asyncio.run_coroutine_threadsafe(cancel_pending(), self.loop).result(10)
+        except Exception:
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
 # --- HTTP side (our orders) ------------------------------------------------------------------
 def http_once(port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection(HOST, port, timeout=10)
@@ -622,11 +733,17 @@ def order_body(order_id: str) -> dict[str, Any]:
 
 
 class OrderDriver:
-    def __init__(self, port: int, token: str, stop: threading.Event) -> None:
+    def __init__(self, port: int, token: str, stop: threading.Event, waiter: ResultWaiter | None = None) -> None:
+        """`waiter`: await each order workflow's result through it; None: poll GET /status."""
         self.port = port
         self.auth = {"Authorization": f"Bearer {token}"}
         self.stop = stop
+        self.waiter = waiter
         self.local = threading.local()
+
+    @property
+    def completion(self) -> str:
+        return "poll" if self.waiter is None else "result"
 
     def _http(self) -> Http:
         conn = getattr(self.local, "http", None)
@@ -634,13 +751,21 @@ class OrderDriver:
             conn = self.local.http = Http(self.port, self.auth)
         return conn
 
+    def start(self, order_id: str) -> None:
+        status, raw, _ = self._http().request("POST", f"/orders/{order_id}/start", order_body(order_id))
+        if status not in (200, 201):
+            raise RuntimeError(f"start answered {status}: {_detail(raw)}")
+
+    def cancel(self, order_id: str) -> None:
+        status, raw, _ = self._http().request("POST", f"/orders/{order_id}/signals/cancel")
+        if status != 202:
+            raise RuntimeError(f"cancel answered {status}: {_detail(raw)}")
+
     def one(self, order_id: str, poll_s: float) -> dict[str, Any]:
         h = self._http()
         t0 = time.perf_counter()
-        status, raw, _ = h.request("POST", f"/orders/{order_id}/start", order_body(order_id))
+        self.start(order_id)
         t_started = time.perf_counter()
-        if status not in (200, 201):
-            raise RuntimeError(f"start answered {status}: {_detail(raw)}")
         approve_tries = 0
         while True:
             approve_tries += 1
@@ -656,6 +781,13 @@ class OrderDriver:
         t_approved = time.perf_counter()
         polls = 0
         deadline = t0 + ORDER_TIMEOUT_S
+        if self.waiter is not None:
+            state = self.waiter.result(order_id, deadline, self.stop)  # workflow id = order id
+            if state != "COMPLETED":
+                raise RuntimeError(f"the workflow returned {state!r}")
+            t1 = time.perf_counter()
+            return {"id": order_id, "latency": t1 - t0, "done": t1, "start": t_started - t0,
+                    "approve": t_approved - t_started, "polls": 0, "approve_tries": approve_tries}  # fmt: skip
         while not self.stop.is_set():
             status, raw, _ = h.request("GET", f"/orders/{order_id}/status")
             polls += 1
@@ -665,8 +797,8 @@ class OrderDriver:
             if state == "COMPLETED":
                 t1 = time.perf_counter()
                 return {
-                    "latency": t1 - t0, "done": t1, "start": t_started - t0, "approve": t_approved - t_started,
-                    "polls": polls, "approve_tries": approve_tries,
+                    "id": order_id, "latency": t1 - t0, "done": t1, "start": t_started - t0,
+                    "approve": t_approved - t_started, "polls": polls, "approve_tries": approve_tries,
                 }  # fmt: skip
             if state in END_STATES:
                 raise RuntimeError(f"ended in {state}")
@@ -675,23 +807,22 @@ class OrderDriver:
             time.sleep(poll_s)
         raise RuntimeError("interrupted")
 
-    def batch(self, prefix: str, n: int, concurrency: int, poll_s: float) -> dict[str, Any]:
-        results: list[dict[str, Any]] = []
+    def each(self, ids: list[str], concurrency: int, action: Callable[[str], Any]) -> tuple[list[Any], list[str]]:
+        """`action(order_id)` for every id on `concurrency` threads: (its results, its errors)."""
+        results: list[Any] = []
         errors: list[str] = []
 
-        def run(i: int) -> None:
+        def run(order_id: str) -> None:
             if self.stop.is_set():
                 return
-            order_id = f"{prefix}-{i}"
             try:
-                results.append(self.one(order_id, poll_s))
+                results.append(action(order_id))
             except Exception as err:
                 errors.append(f"{order_id}: {type(err).__name__}: {err}")
 
-        t_start = time.perf_counter()
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="order")
         try:
-            futures = [pool.submit(run, i) for i in range(n)]
+            futures = [pool.submit(run, order_id) for order_id in ids]
             while not all(f.done() for f in futures):
                 # Never block for long: a signal delivered to another thread is handled only when
                 # the main thread next runs Python code.
@@ -703,26 +834,93 @@ class OrderDriver:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
+        return results, errors
+
+    def batch(self, prefix: str, n: int, concurrency: int, poll_s: float) -> dict[str, Any]:
+        t_start = time.perf_counter()
+        results, errors = self.each([f"{prefix}-{i}" for i in range(n)], concurrency, lambda oid: self.one(oid, poll_s))
         wall = (max(r["done"] for r in results) if results else time.perf_counter()) - t_start
+        polling = self.waiter is None
+        polls = round(sum(r["polls"] for r in results) / len(results), 1) if results and polling else None
         extra = {
+            "completion": self.completion,
             "start_request_ms_p50": summary_ms([r["start"] for r in results])["p50"],
             "approve_request_ms_p50": summary_ms([r["approve"] for r in results])["p50"],
             "approve_request_ms_p95": summary_ms([r["approve"] for r in results])["p95"],
-            "status_polls_per_order": round(sum(r["polls"] for r in results) / len(results), 1) if results else None,
+            "status_polls_per_order": polls,
             "approve_retries": sum(r["approve_tries"] - 1 for r in results),
-            "poll_interval_ms": round(poll_s * 1000),
+            "poll_interval_ms": round(poll_s * 1000) if polling else None,
         }
-        return {"latencies": [r["latency"] for r in results], "errors": errors, "wall": wall, "extra": extra}
+        return {"latencies": [r["latency"] for r in results], "ids": [r["id"] for r in results], "errors": errors,
+                "wall": wall, "extra": extra}  # fmt: skip
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern for the orders `<prefix>-<n>`."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "-%"
+
+
+def check_in_database(db_name: str, prefix: str, batch: dict[str, Any]) -> None:
+    """One query after a phase: each order seen completing must be COMPLETED in the database.
+
+    An order that is not counts as an error instead of as done.
+    """
+    with pg_connect(db_name) as conn:
+        rows = conn.execute("SELECT id, state FROM orders WHERE id LIKE %s", (like_prefix(prefix),)).fetchall()
+    states = {order_id: state for order_id, state in rows}
+    pairs = zip(batch["ids"], batch["latencies"], strict=True)
+    kept = [(oid, lat) for oid, lat in pairs if states.get(oid) == "COMPLETED"]
+    for oid in batch["ids"]:
+        if states.get(oid) != "COMPLETED":
+            batch["errors"].append(f"{oid}: seen completing, but its state in the database is {states.get(oid)}")
+    batch["ids"] = [oid for oid, _ in kept]
+    batch["latencies"] = [lat for _, lat in kept]
+    batch["extra"]["database_completed"] = sum(1 for state in states.values() if state == "COMPLETED")
+
+
+def count_states(db_name: str, prefix: str) -> dict[str, int]:
+    with pg_connect(db_name) as conn:
+        rows = conn.execute(
+            "SELECT state, count(*) FROM orders WHERE id LIKE %s GROUP BY state", (like_prefix(prefix),)
+        ).fetchall()
+    return {state: int(n) for state, n in rows}
+
+
+def wait_for_states(
+    db_name: str,
+    prefix: str,
+    states: set[str],
+    n: int,
+    proc: Proc,
+    what: str,
+    timeout: float = ORDER_TIMEOUT_S,
+) -> dict[str, int]:
+    """Until `n` orders `<prefix>-*` are in one of `states` (polled every 0.2 s); the counts by state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = count_states(db_name, prefix)
+        if sum(v for k, v in counts.items() if k in states) >= n:
+            return counts
+        if not proc.alive():
+            raise BenchError(f"{proc.name} exited (code {proc.popen.returncode}) before {what}:\n{proc.tail()}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}: states {counts}")
+        time.sleep(0.2)
 
 
 # --- phases ----------------------------------------------------------------------------------
-def phase_record(system: str, faults: str, concurrency: int, n: int, batch: dict[str, Any], meter: CpuMeter) -> dict[str, Any]:
+def phase_record(
+    system: str, faults: str, concurrency: int, n: int, batch: dict[str, Any], meter: CpuMeter, workers: int = 1
+) -> dict[str, Any]:
+    """`workers`: worker processes per task queue (1: one process for both queues)."""
     done = len(batch["latencies"])
     per_order = {name: round(1000.0 * s / done, 1) for name, s in meter.used.items()} if done else {}
+    worker_cpu = [v for k, v in per_order.items() if k.startswith(("worker", "floor worker"))]
     return {
         "system": system,
         "faults": faults,
         "concurrency": concurrency,
+        "workers_per_queue": workers,
         "orders": n,
         "completed": done,
         "errors": len(batch["errors"]),
@@ -733,6 +931,7 @@ def phase_record(system: str, faults: str, concurrency: int, n: int, batch: dict
         **batch["extra"],
         "cpu_s": meter.used,
         "cpu_ms_per_order": per_order,
+        "worker_cpu_ms_per_order": round(sum(worker_cpu), 1) if worker_cpu else None,  # all worker processes
         "machine_cpu_busy_pct": meter.machine_busy_pct,
         "machine_cpu_busy_s": meter.machine_busy_s,
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
@@ -743,10 +942,16 @@ def phase_record(system: str, faults: str, concurrency: int, n: int, batch: dict
 def describe_phase(rec: dict[str, Any]) -> str:
     lat = rec["latency_ms"]
     return (
-        f"{rec['system']:<5} {rec['faults']:<10} c={rec['concurrency']:<3} {rec['completed']}/{rec['orders']} ok, "
+        f"{rec['system']:<5} {rec['faults']:<10} c={rec['concurrency']:<3} {workers_label(rec):<9} "
+        f"{rec['completed']}/{rec['orders']} ok, "
         f"{rec['throughput_per_s']:.2f}/s, p50 {fmt_ms(lat['p50'])} p95 {fmt_ms(lat['p95'])} p99 {fmt_ms(lat['p99'])}"
         f"{', ERRORS ' + str(rec['errors']) if rec['errors'] else ''} (machine CPU {rec['machine_cpu_busy_pct']}% busy)"
     )
+
+
+def workers_label(rec: dict[str, Any]) -> str:
+    n = rec.get("workers_per_queue", 1)
+    return "1 worker" if n == 1 else f"x{n} workers"
 
 
 def fmt_ms(v: float | None) -> str:
@@ -987,8 +1192,11 @@ def machine_facts(pg_version: str | None) -> dict[str, Any]:
     }
 
 
-def find_phase(phases: list[dict[str, Any]], system: str, faults: str, c: int) -> dict[str, Any] | None:
-    return next((p for p in phases if p["system"] == system and p["faults"] == faults and p["concurrency"] == c), None)
+def find_phase(
+    phases: list[dict[str, Any]], system: str, faults: str, c: int, workers: int = 1
+) -> dict[str, Any] | None:
+    return next((p for p in phases if p["system"] == system and p["faults"] == faults and p["concurrency"] == c
+                 and p.get("workers_per_queue", 1) == workers), None)  # fmt: skip
 
 
 def evaluate(results: dict[str, Any], concurrencies: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -1011,6 +1219,16 @@ def evaluate(results: dict[str, Any], concurrencies: list[int]) -> tuple[dict[st
         r = round(ours_lo["latency_ms"]["p50"] / floor_lo["latency_ms"]["p50"], 3)
         ratios[f"p50_c{cmin}_ours_over_floor"] = r
         target(f"p50 latency at c{cmin}: ours / floor", r, f"<= {TARGET_P50_RATIO}", r <= TARGET_P50_RATIO)
+    floor_x2, ours_x2 = find_phase(phases, "floor", "none", cmax, 2), find_phase(phases, "ours", "none", cmax, 2)
+    if floor_x2 and ours_x2 and floor_x2["throughput_per_s"]:
+        ratios[f"throughput_c{cmax}_x2_workers_ours_over_floor"] = round(
+            ours_x2["throughput_per_s"] / floor_x2["throughput_per_s"], 3
+        )
+    for system, one, two in (("floor", floor_hi, floor_x2), ("ours", ours_hi, ours_x2)):
+        if one and two and one["throughput_per_s"]:
+            ratios[f"throughput_c{cmax}_{system}_x2_over_x1_workers"] = round(
+                two["throughput_per_s"] / one["throughput_per_s"], 3
+            )
     for c in sorted({p["concurrency"] for p in phases if p["faults"] != "none"}, reverse=True):
         flaky = find_phase(phases, "ours", f"flaky {FLAKY_RATE}", c)
         if flaky is None:
@@ -1051,27 +1269,41 @@ def render(results: dict[str, Any]) -> str:
     for p in results["phases"]:
         lat = p["latency_ms"]
         cpu = p["cpu_ms_per_order"]
-        worker_cpu = cpu.get("worker") if p["system"] == "ours" else cpu.get("floor worker")
+        worker_cpu = p.get("worker_cpu_ms_per_order")
+        if worker_cpu is None:  # results written before the scale-out phase existed
+            worker_cpu = cpu.get("worker") if p["system"] == "ours" else cpu.get("floor worker")
         rows.append([
-            p["system"], p["faults"], p["concurrency"], f"{p['completed']}/{p['orders']}", p["errors"],
+            p["system"], p["faults"], p["concurrency"], workers_label(p), f"{p['completed']}/{p['orders']}",
+            p["errors"],
             f"{p['throughput_per_s']:.2f}", fmt_ms(lat["p50"]), fmt_ms(lat["p95"]), fmt_ms(lat["p99"]),
             "-" if worker_cpu is None else f"{worker_cpu:.0f}",
             "-" if p["system"] != "ours" else f"{cpu.get('web', 0):.0f}",
             f"{cpu.get('temporal', 0):.0f}", f"{cpu.get('driver (bench.py)', 0):.0f}", f"{p['machine_cpu_busy_pct']:.0f}%",
         ])  # fmt: skip
-    out.append(table(rows, ["system", "faults", "conc", "done", "err", "per s", "p50", "p95", "p99",
+    out.append(table(rows, ["system", "faults", "conc", "workers", "done", "err", "per s", "p50", "p95", "p99",
                             "worker CPU ms/ord", "web", "temporal", "driver", "machine busy"]))  # fmt: skip
+    if any(p.get("workers_per_queue", 1) > 1 for p in results["phases"]):
+        out.append("x2 workers: two worker processes per task queue (floor: two processes, each on both queues; "
+                   "ours: two `runworker --queue order` and two `runworker --queue shipping`); "
+                   "worker CPU is their sum")  # fmt: skip
     if results["phases"]:
         out += ["", "per request, client side (floor: start_workflow RPC, approve signal RPC; ours: POST start, POST approve"
                 " = Update round trip through the workflow):"]  # fmt: skip
+
+        def dash(v: Any) -> Any:
+            return "-" if v is None else v
+
         out.append(table(
-            [[p["system"], p["faults"], p["concurrency"], fmt_ms(p.get("start_request_ms_p50")),
+            [[p["system"], p["faults"], p["concurrency"], workers_label(p), fmt_ms(p.get("start_request_ms_p50")),
               fmt_ms(p.get("approve_request_ms_p50")), fmt_ms(p.get("approve_request_ms_p95")),
-              p.get("status_polls_per_order", "-"), p.get("poll_interval_ms", "-"),
-              p.get("postgres_per_order", {}).get("sessions", "-"), p.get("postgres_per_order", {}).get("transactions", "-")]
+              p.get("completion", "result" if p["system"] == "floor" else "poll"),
+              dash(p.get("status_polls_per_order")), dash(p.get("poll_interval_ms")),
+              dash(p.get("database_completed")) if p["system"] == "ours" else "-",
+              dash(p.get("postgres_per_order", {}).get("sessions")),
+              dash(p.get("postgres_per_order", {}).get("transactions"))]
              for p in results["phases"]],
-            ["system", "faults", "conc", "start p50", "approve p50", "approve p95", "status polls/order", "poll ms",
-             "PG sessions/order", "PG xacts/order"],
+            ["system", "faults", "conc", "workers", "start p50", "approve p50", "approve p95", "completion",
+             "status polls/order", "poll ms", "COMPLETED in DB", "PG sessions/order", "PG xacts/order"],
         ))  # fmt: skip
     probe = results.get("temporal_timer_probe")
     if probe:
@@ -1079,6 +1311,31 @@ def render(results: dict[str, Any]) -> str:
                 f"{probe['observed_ms_per_timer']:.0f} ms each (a regular activity's retry backoff waits on such a timer)"]  # fmt: skip
     if results.get("memory_mb"):
         out += ["", "peak memory (VmHWM): " + ", ".join(f"{k} {v} MiB" for k, v in results["memory_mb"].items())]
+    for p in results["phases"]:
+        if p.get("worker_peak_rss_mib"):
+            out.append(f"peak memory (VmHWM), {p['system']} with 2 worker processes per queue: "
+                       + ", ".join(f"{k} {v} MiB" for k, v in p["worker_peak_rss_mib"].items()))  # fmt: skip
+    scale_out = []
+    for key, value in results.get("ratios", {}).items():
+        found = re.fullmatch(r"throughput_c(\d+)_(floor_x2_over_x1|ours_x2_over_x1|x2)_workers(_ours_over_floor)?", key)
+        if found:
+            what = {"floor_x2_over_x1": "floor x2/x1 workers", "ours_x2_over_x1": "ours x2/x1 workers",
+                    "x2": "ours/floor with x2 workers"}[found.group(2)]  # fmt: skip
+            scale_out.append((found.group(1), f"{what} {value}"))
+    if scale_out:
+        out.append(f"scale-out, throughput at c{scale_out[0][0]}: " + ", ".join(text for _, text in scale_out))
+    if results.get("backlog"):
+        out += ["", "approval backlog: orders started and left waiting for approval, then cancelled through the API "
+                "(worker = runworker, both queues; RSS = VmRSS, peak = VmHWM):"]  # fmt: skip
+        out.append(table(
+            [[b["orders"], b["max_cached_workflows"], b["errors"], f"{b['post_s']:.1f} s", f"{b['start_s']:.1f} s",
+              f"{b['rss_before']['rss']} MiB", f"{b['rss_with_backlog']['rss']} MiB", f"{b['rss_after']['rss']} MiB",
+              f"{b['rss_with_backlog']['hwm']} MiB", f"{b['rss_after']['hwm']} MiB", f"{b['cancel_s']:.1f} s",
+              " ".join(f"{k} {v}" for k, v in sorted(b["end_states"].items()))]
+             for b in results["backlog"]],
+            ["backlog", "cache", "err", "POSTs", "to all awaiting", "RSS before", "RSS with backlog", "RSS after",
+             "peak with backlog", "peak after", "cancel to all ended", "end states"],
+        ))  # fmt: skip
     scale = results.get("scale")
     if scale:
         out += ["", f"scale: {scale['rows']['orders']:,} orders, {scale['rows']['events']:,} events, "
@@ -1112,11 +1369,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-flaky", action="store_true", help=f"skip the FLAKY_CALL_FAILURE_RATE={FLAKY_RATE} phase")
     parser.add_argument("--scale", action="store_true", help="also fill 100,000 orders / ~1,000,000 events and time the pages")
     parser.add_argument("--scale-only", action="store_true", help="only the scale phase (implies --scale)")
-    parser.add_argument("--quick", action="store_true", help="smoke test: 20 orders, concurrency 1 and 5, no scale")
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="smoke test: 20 orders, concurrency 1 and 5; no scale, scale-out or backlog",
+    )  # fmt: skip
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured orders before each system's first phase [5]")
-    parser.add_argument("--poll-ms", type=float, default=None, help="status poll interval [20 at concurrency 1, else 50]")
-    parser.add_argument("--floor-activities", type=int, default=7, help="no-op activities in the floor's parent [7, like ours]")
-    parser.add_argument("--floor-no-handshake", action="store_true", help="floor without the package_ready/dispatch signals")
+    parser.add_argument(
+        "--completion", choices=("result", "poll"), default="result",
+        help="how the driver learns that an order completed: await the workflow's result with the Temporal client "
+        "(like the floor's driver) or poll GET /orders/{id}/status through the web app [result]",
+    )  # fmt: skip
+    parser.add_argument("--poll-ms", type=float, default=None,
+                        help="with --completion poll: status poll interval [20 at concurrency 1, else 50]")  # fmt: skip
+    parser.add_argument("--floor-activities", type=int, default=6,
+                        help="no-op activities in the floor's parent [6, the issue's shape; ours runs 7]")  # fmt: skip
+    parser.add_argument(
+        "--floor-handshake", action="store_true",
+        help="the floor's child signals package_ready and waits for dispatch, as ours does",
+    )  # fmt: skip
+    # The old flag: no hand-shake is now the default, so it changes nothing.
+    parser.add_argument("--floor-no-handshake", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--scale-out", action="store_true",
+        help="two worker processes per task queue, at the highest concurrency [on in full runs]",
+    )  # fmt: skip
+    parser.add_argument("--skip-scale-out", action="store_true", help="no scale-out phase")
+    parser.add_argument("--backlog", type=int, default=None,
+                        help="orders left waiting for approval to measure the worker's memory; 0: none "
+                        f"[{BACKLOG_ORDERS}; 0 with --quick]")  # fmt: skip
+    parser.add_argument("--backlog-cache", default="1000,100",
+                        help="WORKER_MAX_CACHED_WORKFLOWS of the worker, one backlog run each [1000,100]")  # fmt: skip
     parser.add_argument("--json", default=str(DEFAULT_JSON), help=f"where to write the results [{DEFAULT_JSON.relative_to(REPO_ROOT)}]")
     parser.add_argument(
         "--temporal-db", choices=("tmpfs", "disk"), default="tmpfs",
@@ -1136,6 +1418,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     if args.orders < 1 or not args.concurrency or min(args.concurrency + args.flaky_concurrency) < 1:
         parser.error("--orders and every concurrency must be at least 1")
+    if args.scale_out and args.skip_scale_out:
+        parser.error("--scale-out and --skip-scale-out contradict each other")
+    args.scale_out = not args.scale_only and (args.scale_out or not (args.quick or args.skip_scale_out))
+    if args.backlog is None:
+        args.backlog = 0 if args.quick or args.scale_only else BACKLOG_ORDERS
+    args.backlog_cache = [int(c) for c in args.backlog_cache.split(",") if c.strip()]
+    if args.backlog < 0 or (args.backlog and (not args.backlog_cache or min(args.backlog_cache) < 1)):
+        parser.error("--backlog must be at least 0 and every --backlog-cache at least 1")
+    if args.scale_only:
+        args.backlog = 0
     return args
 
 
@@ -1161,7 +1453,14 @@ def main(argv: list[str] | None = None) -> int:
     temporal_side: TemporalSide | None = None
     db_created = False
     started = time.monotonic()
-    floor_spec = {"parent_activities": args.floor_activities, "handshake": not args.floor_no_handshake}
+    floor_spec = {"parent_activities": args.floor_activities, "handshake": args.floor_handshake}
+    before, between, after = split_activities(args.floor_activities)
+    if args.completion == "result":
+        completion = "then await the order workflow's result with the temporalio client (workflow id = order id)"
+    else:
+        completion = "then GET /orders/{id}/status every " + (
+            f"{args.poll_ms:.0f} ms" if args.poll_ms else "20 ms (c1) / 50 ms (c>1)"
+        )
     results: dict[str, Any] = {
         "command": shlex.join(getattr(sys, "orig_argv", [PY, *sys.argv])),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -1171,18 +1470,24 @@ def main(argv: list[str] | None = None) -> int:
             "flaky_concurrency": [] if args.skip_flaky else args.flaky_concurrency,
             "flaky_call_failure_rate": FLAKY_RATE,
             "warmup_orders": args.warmup,
+            "completion": args.completion,
+            "scale_out": args.scale_out,
+            "backlog_orders": args.backlog,
+            "backlog_max_cached_workflows": args.backlog_cache if args.backlog else [],
+            "approval_timeout_s": BENCH_APPROVAL_TIMEOUT_S,
             "temporal_persistence": f"SQLite file {env.temporal_db}"
             + (" (tmpfs: no fsync cost)" if db_dir != workdir else " (on disk)"),
             "floor_shape": (
-                f"parent {args.floor_activities} no-op activities (split {'/'.join(map(str, split_activities(args.floor_activities)))} "
-                f"around approve and child), 'approve' signal, child with 2 no-op activities"
-                f"{'' if args.floor_no_handshake else ' and the package_ready/dispatch signal hand-shake'}; "
-                "sync activities on a 20-thread ThreadPoolExecutor, max_concurrent_activities 20, one process for both queues"
+                f"parent {args.floor_activities} no-op activities ({before} before approve, {between} after it, "
+                f"{after} after the child), 'approve' signalled right after start, child on a second queue with "
+                "2 no-op activities"
+                + (" and the package_ready/dispatch signal hand-shake" if args.floor_handshake else ", no hand-shake")
+                + "; sync activities on a 20-thread ThreadPoolExecutor, max_concurrent_activities 20, "
+                "one process for both queues"
             ),
             "client": (
-                "floor: temporalio client, start + signal + await result; ours: http.client keep-alive per thread, "
-                "POST start, POST approve, GET status every "
-                + (f"{args.poll_ms:.0f} ms" if args.poll_ms else "20 ms (c1) / 50 ms (c>1)")
+                f"completion={args.completion}. floor: temporalio client, start + signal + await result; ours: "
+                f"http.client keep-alive per thread, POST start, POST approve, {completion}"
             ),
         },
         "phases": [],
@@ -1190,6 +1495,7 @@ def main(argv: list[str] | None = None) -> int:
     exit_code = 0
     worker: Proc | None = None
     web: Proc | None = None
+    waiter: ResultWaiter | None = None
     worker_peaks: list[int] = []
     try:
         say(f"run {run_id}: work dir {workdir}")
@@ -1200,75 +1506,190 @@ def main(argv: list[str] | None = None) -> int:
         temporal = start_temporal(stack, env)
         temporal_side = TemporalSide(env.temporal_address)
         temporal_side.connect()
+        if args.completion == "result" and not args.scale_only:
+            waiter = ResultWaiter(env.temporal_address)
+            waiter.start()
         say("migrating ...")
         manage(env, "migrate", "--noinput")
         token = manage(env, "create_api_token", "bench", "--create-user").strip().splitlines()[-1]
+        cmax = max(args.concurrency)
 
         def poll_for(c: int) -> float:
             return (args.poll_ms if args.poll_ms else (20.0 if c == 1 else 50.0)) / 1000.0
 
+        def floor_phase(c: int, workers: list[Proc], tag: str = "") -> dict[str, Any]:
+            assert temporal_side is not None
+            many = len(workers) > 1
+            say(f"floor: {args.orders} workflows at concurrency {c}{' with 2 worker processes' if many else ''} ...")
+            procs: dict[str, Proc | None] = {("floor worker" if not many else w.name): w for w in workers}
+            procs["temporal"] = temporal
+            with CpuMeter(procs) as meter:
+                batch = temporal_side.floor_batch(env, f"floor-{run_id}-c{c}{tag}", args.orders, c, floor_spec)
+            rec = phase_record("floor", "none", c, args.orders, batch, meter, workers=len(workers))
+            results["phases"].append(rec)
+            say(describe_phase(rec))
+            return rec
+
         if not args.scale_only:
             # 1. The floor.
             floor = start_floor_worker(stack, env)
-            temporal_side.wait_for_pollers(floor.pid, [env.floor_order_queue, env.floor_shipping_queue], floor)
+            floor_queues = [env.floor_order_queue, env.floor_shipping_queue]
+            temporal_side.wait_for_pollers(floor.pid, floor_queues, floor)
             if args.warmup:
                 temporal_side.floor_batch(env, f"floor-{run_id}-warmup", args.warmup, 1, floor_spec)
             for c in args.concurrency:
-                say(f"floor: {args.orders} workflows at concurrency {c} ...")
-                with CpuMeter({"floor worker": floor, "temporal": temporal}) as meter:
-                    batch = temporal_side.floor_batch(env, f"floor-{run_id}-c{c}", args.orders, c, floor_spec)
-                rec = phase_record("floor", "none", c, args.orders, batch, meter)
-                results["phases"].append(rec)
-                say(describe_phase(rec))
+                floor_phase(c, [floor])
             probe = temporal_side.timer_probe(env)
             results["temporal_timer_probe"] = probe
             say(f"Temporal timer probe: a {probe['requested_ms']:.0f} ms durable timer took {probe['observed_ms_per_timer']:.0f} ms "
                 "(activity retry backoffs wait on such timers)")  # fmt: skip
             stack.stop(floor)
             results.setdefault("memory_mb", {})["floor worker"] = round(floor.peak_rss_kb / 1024, 1)
+            if args.scale_out:
+                # 3a. Scale-out of the floor: two worker processes, each on both queues.
+                floors = [start_floor_worker(stack, env, name=f"floor worker #{i}") for i in (1, 2)]
+                for proc in floors:
+                    temporal_side.wait_for_pollers(proc.pid, floor_queues, proc)
+                if args.warmup:
+                    warm_c = min(2, args.warmup)
+                    temporal_side.floor_batch(env, f"floor-{run_id}-x2-warmup", args.warmup, warm_c, floor_spec)
+                rec = floor_phase(cmax, floors, "-x2")
+                for proc in floors:
+                    stack.stop(proc)
+                rec["worker_peak_rss_mib"] = {proc.name: round(proc.peak_rss_kb / 1024, 1) for proc in floors}
 
         # 2. Our orders.
         worker = start_worker(stack, env)
         web = start_web(stack, env)
-        temporal_side.wait_for_pollers(worker.pid, [env.order_queue, env.shipping_queue], worker)
-        driver = OrderDriver(env.web_port, token, stop)
+        temporal_side.wait_for_pollers(worker.pid, worker_queues(env), worker)
+        driver = OrderDriver(env.web_port, token, stop, waiter)
 
-        def ours(faults: str, concurrencies: list[int]) -> None:
-            if args.warmup:
-                warm = driver.batch(f"ours-{run_id}-{faults.split()[0]}-warmup", args.warmup, 1, poll_for(1))
-                if warm["errors"]:
-                    raise BenchError(f"warm-up orders failed: {warm['errors'][:3]}")
-            for c in concurrencies:
-                say(f"ours ({faults}): {args.orders} orders at concurrency {c} ...")
-                with CpuMeter({"worker": worker, "web": web, "temporal": temporal}, env.db_name) as meter:
-                    batch = driver.batch(f"ours-{run_id}-{faults.split()[0]}-c{c}", args.orders, c, poll_for(c))
-                rec = phase_record("ours", faults, c, args.orders, batch, meter)
-                results["phases"].append(rec)
-                say(describe_phase(rec))
-                for sample in rec["error_samples"]:
-                    say(f"  error: {sample}")
-
-        if not args.scale_only:
-            ours("none", args.concurrency)
-            # 3. Flaky calls: the worker restarts with the failure rate; the web app stays.
-            if not args.skip_flaky:
+        def retire_worker() -> None:
+            """Stop the one both-queues worker (if it runs), keeping its peak memory."""
+            nonlocal worker
+            if worker is not None:
                 stack.stop(worker)
                 worker_peaks.append(worker.peak_rss_kb)
+                worker = None
+
+        def warm_up(faults: str, tag: str = "", concurrency: int = 1) -> None:
+            if args.warmup:
+                prefix = f"ours-{run_id}-{faults.split()[0]}{tag}-warmup"
+                warm = driver.batch(prefix, args.warmup, concurrency, poll_for(concurrency))
+                if warm["errors"]:
+                    raise BenchError(f"warm-up orders failed: {warm['errors'][:3]}")
+
+        def ours_phase(faults: str, c: int, workers: list[Proc], tag: str = "") -> dict[str, Any]:
+            many = len(workers) > 1
+            prefix = f"ours-{run_id}-{faults.split()[0]}-c{c}{tag}"
+            say(f"ours ({faults}): {args.orders} orders at concurrency {c}"
+                f"{' with 2 worker processes per queue' if many else ''} ...")  # fmt: skip
+            procs: dict[str, Proc | None] = {("worker" if not many else w.name): w for w in workers}
+            procs.update(web=web, temporal=temporal)
+            with CpuMeter(procs, env.db_name) as meter:
+                batch = driver.batch(prefix, args.orders, c, poll_for(c))
+            check_in_database(env.db_name, prefix, batch)  # outside the timed window and the CPU meter
+            rec = phase_record("ours", faults, c, args.orders, batch, meter, workers=2 if many else 1)
+            results["phases"].append(rec)
+            say(describe_phase(rec))
+            for sample in rec["error_samples"]:
+                say(f"  error: {sample}")
+            return rec
+
+        def run_backlog(n: int, cache: int) -> dict[str, Any]:
+            """N orders started and left waiting for approval: the worker's memory before, with them, after."""
+            assert temporal_side is not None
+            tag = f"backlog{n}-cache{cache}"
+            say(f"backlog: runworker with WORKER_MAX_CACHED_WORKFLOWS={cache}; {n} orders will wait for approval ...")
+            proc = start_worker(stack, env, cache=cache, name=f"worker (runworker, cache {cache})")
+            temporal_side.wait_for_pollers(proc.pid, worker_queues(env), proc)
+            warm_up("none", f"-{tag}")
+            time.sleep(1.0)
+            rss_before = rss_mib(proc.pid)
+            prefix = f"ours-{run_id}-{tag}"
+            ids = [f"{prefix}-{i}" for i in range(n)]
+            t0 = time.perf_counter()
+            _, start_errors = driver.each(ids, BACKLOG_CONCURRENCY, driver.start)
+            t_posted = time.perf_counter()
+            failed = {e.split(": ", 1)[0] for e in start_errors}
+            waiting = n - len(failed)
+            wait_for_states(env.db_name, prefix, {"AWAITING_APPROVAL"}, waiting, proc,
+                            f"{waiting} backlog orders to await approval")  # fmt: skip
+            t_waiting = time.perf_counter()
+            say(f"backlog: {waiting} orders awaiting approval after {t_waiting - t0:.1f} s "
+                f"(POSTs took {t_posted - t0:.1f} s)")  # fmt: skip
+            time.sleep(2.0)  # let the worker settle before reading its memory
+            rss_with = rss_mib(proc.pid)
+            t1 = time.perf_counter()
+            _, cancel_errors = driver.each([i for i in ids if i not in failed], BACKLOG_CONCURRENCY, driver.cancel)
+            t_cancelled = time.perf_counter()
+            end_states = wait_for_states(env.db_name, prefix, END_STATES, waiting, proc,
+                                         f"{waiting} cancelled backlog orders to end")  # fmt: skip
+            t_ended = time.perf_counter()
+            time.sleep(2.0)
+            rss_after = rss_mib(proc.pid)
+            stack.stop(proc)
+            errors = start_errors + cancel_errors
+            rec = {
+                "orders": n, "max_cached_workflows": cache, "concurrency": BACKLOG_CONCURRENCY, "errors": len(errors),
+                "error_samples": errors[:5], "post_s": round(t_posted - t0, 2), "start_s": round(t_waiting - t0, 2),
+                "cancel_post_s": round(t_cancelled - t1, 2), "cancel_s": round(t_ended - t1, 2),
+                "rss_before": rss_before, "rss_with_backlog": rss_with, "rss_after": rss_after,
+                "worker_peak_mib": round(proc.peak_rss_kb / 1024, 1), "end_states": end_states,
+            }  # fmt: skip
+            say(f"backlog: worker RSS {rss_before['rss']} MiB before, {rss_with['rss']} MiB with {waiting} "
+                f"waiting, {rss_after['rss']} MiB after they ended ({end_states}); peak {rec['worker_peak_mib']} MiB")
+            for sample in rec["error_samples"]:
+                say(f"  error: {sample}")
+            return rec
+
+        if not args.scale_only:
+            warm_up("none")
+            for c in args.concurrency:
+                ours_phase("none", c, [worker])
+            if args.scale_out:
+                # 3b. Scale-out of ours: two runworker processes per queue instead of one for both.
+                retire_worker()
+                say("scale-out: starting two `runworker --queue order` and two `runworker --queue shipping` ...")
+                pairs = [(q, start_worker(stack, env, queue=q, name=f"worker {q} #{i}"))
+                         for q in ("order", "shipping") for i in (1, 2)]  # fmt: skip
+                for queue, proc in pairs:
+                    temporal_side.wait_for_pollers(proc.pid, worker_queues(env, queue), proc)
+                warm_up("none", "-x2", min(2, args.warmup) or 1)
+                rec = ours_phase("none", cmax, [proc for _, proc in pairs], "-x2")
+                for _, proc in pairs:
+                    stack.stop(proc)
+                rec["worker_peak_rss_mib"] = {proc.name: round(proc.peak_rss_kb / 1024, 1) for _, proc in pairs}
+            # 4. The approval backlog, on a fresh worker per cache size.
+            for cache in args.backlog_cache if args.backlog else []:
+                retire_worker()
+                results.setdefault("backlog", []).append(run_backlog(args.backlog, cache))
+            # 5. Flaky calls: the worker restarts with the failure rate; the web app stays.
+            if not args.skip_flaky:
+                retire_worker()
                 say(f"restarting runworker with FLAKY_CALL_FAILURE_RATE={FLAKY_RATE} ...")
                 worker = start_worker(stack, env, flaky_rate=FLAKY_RATE)
-                temporal_side.wait_for_pollers(worker.pid, [env.order_queue, env.shipping_queue], worker)
-                ours(f"flaky {FLAKY_RATE}", args.flaky_concurrency)
+                temporal_side.wait_for_pollers(worker.pid, worker_queues(env), worker)
+                warm_up(f"flaky {FLAKY_RATE}")
+                for c in args.flaky_concurrency:
+                    ours_phase(f"flaky {FLAKY_RATE}", c, [worker])
 
-        # 5. Scale.
+        # 7. Scale.
         if args.scale:
             results["scale"] = run_scale(env, web)
 
-        # 4. Memory.
-        worker_peaks.append(peak_rss_kb(worker.pid))
-        results.setdefault("memory_mb", {}).update(
-            {"worker (max over its runs)": round(max(worker_peaks) / 1024, 1), "web": round(peak_rss_kb(web.pid) / 1024, 1),
-             "temporal dev server": round(peak_rss_kb(temporal.pid) / 1024, 1)}
-        )  # fmt: skip
+        # 6. Memory.
+        if worker is not None:
+            worker_peaks.append(peak_rss_kb(worker.pid))
+        memory = {"web": round(peak_rss_kb(web.pid) / 1024, 1),
+                  "temporal dev server": round(peak_rss_kb(temporal.pid) / 1024, 1)}  # fmt: skip
+        if worker_peaks:
+            memory = {"worker (max over its runs)": round(max(worker_peaks) / 1024, 1), **memory}
+        results.setdefault("memory_mb", {}).update(memory)
+        for b in results.get("backlog", []):
+            if b["errors"]:
+                exit_code = 1
+                results["error"] = "some backlog orders could not be started or cancelled (see the JSON)"
         if any(p["errors"] for p in results["phases"]):
             exit_code = 1
             results["error"] = "some orders or workflows failed (see error_samples in the JSON)"
@@ -1298,6 +1719,8 @@ def main(argv: list[str] | None = None) -> int:
                     if tail:
                         say(f"last lines of {proc.name}'s log:\n{tail}")
             stack.stop_all()
+            if waiter is not None:
+                waiter.close()
             if temporal_side is not None:
                 temporal_side.close()
             if db_created:

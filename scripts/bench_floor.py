@@ -10,26 +10,28 @@ imports this file. The workflows live in a module of their own (not in bench.py)
 Temporal's workflow sandbox re-imports a workflow's module by name, which a script's `__main__`
 cannot be.
 
-The shape mirrors `lifecycle.workflows.OrderWorkflow` as of this writing, with every activity a
-no-op and no database, web app or Django anywhere:
+The default shape is the one issue #5 defines: "6 no-op activities, a child workflow with 2 no-op
+activities on a second queue, approval signalled right after start". Every activity is a no-op and
+there is no database, web app or Django anywhere:
 
-    parent on the order queue:   received, validated, review_requested     (3 activities)
+    parent on the order queue:   3 activities                              (received, validated, review)
                                  wait for the "approve" signal
-                                 approved, charged                         (2 activities)
+                                 1 activity                                (charged)
                                  child on the shipping queue:
-                                     package_prepared                      (1 activity)
-                                     [signal parent package_ready, wait for "dispatch"]
-                                     carrier_dispatched                    (1 activity)
-                                 shipped, completed                        (2 activities)
+                                     1 activity                            (package_prepared)
+                                     [hand-shake: signal parent package_ready, wait for "dispatch"]
+                                     1 activity                            (carrier_dispatched)
+                                 2 activities                              (shipped, completed)
 
-`parent_activities` (7 by default, like the order workflow) and `handshake` (the
-package_ready/dispatch signal exchange, on by default) come in the workflow input, so the floor can
-be made plainer (e.g. 6 activities without the hand-shake) from bench.py's command line.
+`parent_activities` (6 by default; 7 is `lifecycle.workflows.OrderWorkflow`'s count, with
+`order_approved`) and `handshake` (the package_ready/dispatch signal exchange our order workflow
+does with its shipping child, off by default) come in the workflow input, so bench.py's
+`--floor-activities 7 --floor-handshake` gives the order workflow's full shape.
 
 Activity options are the order workflow's: start-to-close 2 s; retries from 5 ms, doubling, at most
 200 ms. The worker is configured like `manage.py runworker`: both queues in one process, one
 client, synchronous activities on a 20-thread ThreadPoolExecutor, max_concurrent_activities 20,
-everything else at the SDK's defaults.
+everything else at the SDK's defaults. bench.py's scale-out phase runs two such processes.
 """
 
 from __future__ import annotations
@@ -82,13 +84,13 @@ class FloorOrderWorkflow:
 
     @workflow.run
     async def run(self, spec: dict[str, Any]) -> str:
-        before, between, after = split_activities(int(spec.get("parent_activities", 7)))
+        before, between, after = split_activities(int(spec.get("parent_activities", 6)))
         for i in range(before):
             await workflow.execute_activity("floor_noop", f"pre-{i}", **ACTIVITY_OPTIONS)
         await workflow.wait_condition(lambda: self._approved)
         for i in range(between):
             await workflow.execute_activity("floor_noop", f"mid-{i}", **ACTIVITY_OPTIONS)
-        handshake = bool(spec.get("handshake", True))
+        handshake = bool(spec.get("handshake", False))
         child = await workflow.start_child_workflow(
             SHIPPING_WORKFLOW,
             {"handshake": handshake},
@@ -121,7 +123,7 @@ class FloorShippingWorkflow:
     async def run(self, spec: dict[str, Any]) -> str:
         await workflow.execute_activity("floor_noop", "package_prepared", **ACTIVITY_OPTIONS)
         parent = workflow.info().parent
-        if spec.get("handshake", True) and parent is not None:
+        if spec.get("handshake", False) and parent is not None:
             await workflow.get_external_workflow_handle(parent.workflow_id).signal("package_ready")
             await workflow.wait_condition(lambda: self._dispatch)
         await workflow.execute_activity("floor_noop", "carrier_dispatched", **ACTIVITY_OPTIONS)
