@@ -23,8 +23,6 @@ from lifecycle import providers
 from lifecycle.states import EventType, State
 from lifecycle.types import (
     AddressUpdateInput,
-    DeliveredInput,
-    IntakeInput,
     OrderInput,
     PaymentInput,
     PaymentResult,
@@ -122,27 +120,6 @@ def _request_review(order_id: str, approval_deadline: str) -> None:
 
 @activity.defn
 @with_db
-def order_intake(intake: IntakeInput) -> str:
-    """Received, validated, awaiting approval: three transactions in one attempt, each idempotent.
-
-    Returns why the order is rejected ("" if it is not); the workflow then fails it.
-    """
-    order = intake.order
-    _receive(order)
-    problem = _validation_problem(order.order_id)
-    if problem:
-        return problem
-    _transition(
-        StepInput(order.order_id, event_id(order.order_id, EventType.ORDER_VALIDATED)),
-        EventType.ORDER_VALIDATED,
-        State.ORDER_VALIDATED,
-    )
-    _request_review(order.order_id, intake.approval_deadline)
-    return ""
-
-
-@activity.defn
-@with_db
 def order_received(order: OrderInput) -> None:
     _receive(order)
 
@@ -154,6 +131,9 @@ def order_validated(step: StepInput) -> None:
     if problem:
         raise ApplicationError(problem, type=ORDER_REJECTED, non_retryable=True)
     _transition(step, EventType.ORDER_VALIDATED, State.ORDER_VALIDATED)
+    deadline = step.payload.get("approval_deadline")
+    if deadline:  # grouped steps: put the order up for review in the same attempt
+        _request_review(step.order_id, deadline)
 
 
 @activity.defn
@@ -230,19 +210,15 @@ def carrier_dispatched(dispatch: AddressUpdateInput) -> str:
 @with_db
 def order_shipped(step: StepInput) -> None:
     _transition(step, EventType.ORDER_SHIPPED, State.SHIPPED)
+    if step.then_complete:  # grouped steps: the order is complete once shipped
+        completed = StepInput(step.order_id, event_id(step.order_id, EventType.ORDER_COMPLETED))
+        _transition(completed, EventType.ORDER_COMPLETED, State.COMPLETED)
 
 
 @activity.defn
 @with_db
 def order_completed(step: StepInput) -> None:
     _transition(step, EventType.ORDER_COMPLETED, State.COMPLETED)
-
-
-@activity.defn
-@with_db
-def order_delivered(delivered: DeliveredInput) -> None:
-    _transition(delivered.shipped, EventType.ORDER_SHIPPED, State.SHIPPED)
-    _transition(delivered.completed, EventType.ORDER_COMPLETED, State.COMPLETED)
 
 
 @activity.defn
@@ -259,8 +235,6 @@ def order_failed(step: StepInput) -> None:
 
 
 ORDER_ACTIVITIES = [
-    order_intake,
-    order_delivered,
     order_received,
     order_validated,
     review_requested,

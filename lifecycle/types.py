@@ -67,14 +67,8 @@ class StepInput:
     reason: str = ""
     payload: dict[str, Any] = field(default_factory=dict)
     via: str = ""
-
-
-@dataclass
-class IntakeInput:
-    """Input of `order_intake`: receive, validate and put up for review, in one activity."""
-
-    order: OrderInput
-    approval_deadline: str
+    # `order_shipped` only: record ORDER_COMPLETED (state COMPLETED) in the same attempt, after it.
+    then_complete: bool = False
 
 
 @dataclass
@@ -84,14 +78,6 @@ class PaymentInput:
     event_id: str
     # Recorded (ORDER_APPROVED) by the same activity, just before the charge.
     approval: StepInput | None = None
-
-
-@dataclass
-class DeliveredInput:
-    """Input of `order_delivered`: ORDER_SHIPPED, then ORDER_COMPLETED, in one activity."""
-
-    shipped: StepInput
-    completed: StepInput
 
 
 @dataclass

@@ -32,10 +32,8 @@ with workflow.unsafe.imports_passed_through():
         ActorRequest,
         AddressChange,
         AddressUpdateInput,
-        DeliveredInput,
         DispatchFailure,
         DispatchOrder,
-        IntakeInput,
         OrderInput,
         PaymentInput,
         PaymentResult,
@@ -54,11 +52,12 @@ PAYMENT_CONFLICT = "PaymentConflict"
 NON_RETRYABLE_ERRORS = [ORDER_REJECTED, DISPATCH_REFUSED, PAYMENT_CONFLICT]
 ACTION_NOT_ALLOWED = "ActionNotAllowed"
 
-# Patch id: the order's database steps grouped into three activities instead of seven
-# (`order_intake`, approval recorded by `payment_charged`, `order_delivered`). Each activity still
-# writes one event per transaction, so the events and states are the same; what is saved is six
-# round trips to Temporal per order. Orders started before keep their seven steps on replay.
-FEWER_STEPS = "fewer-steps"
+# Patch id: the three steps the contract does not name ride along with a neighbour, so the
+# parent runs four activities instead of seven: `order_validated` also puts the order up for
+# review, `payment_charged` first records the approval, `order_shipped` then records completion.
+# Each activity still writes one event per transaction, so events and states are the same and a
+# retry skips what an earlier attempt wrote. Orders started before replay on the seven steps.
+GROUPED_STEPS = "grouped-steps"
 
 RETRY_INITIAL_INTERVAL = timedelta(milliseconds=5)
 RETRY_BACKOFF = 2.0
@@ -128,19 +127,15 @@ class OrderWorkflow:
         self._approval_deadline: str | None = None
         self._payment_status: str | None = None
         self._failure_reason = ""
-        self._fewer_steps = False
+        self._grouped = False
 
     # --- the lifecycle ------------------------------------------------------------------------
     @workflow.run
     async def run(self, order: OrderInput) -> str:
-        self._fewer_steps = workflow.patched(FEWER_STEPS)
-        if self._fewer_steps:
-            if not await self._intake():
-                return await self._end()
-        else:
-            await self._activity("order_received", order)
-            if not await self._validate():
-                return await self._end()
+        self._grouped = workflow.patched(GROUPED_STEPS)
+        await self._activity("order_received", order)
+        if not await self._validate():
+            return await self._end()
         if self._cancel is None:
             await self._await_review()
         if self._state is State.APPROVAL_TIMEOUT:
@@ -149,8 +144,8 @@ class OrderWorkflow:
         if self._approval is not None:
             approval = self._approval
             approval_step = self._step(EventType.ORDER_APPROVED, actor=approval.actor, via=approval.via)
-            if not self._fewer_steps or self._cancel is not None:
-                # Recorded on its own; with fewer steps only when no charge follows to record it.
+            if not self._grouped or self._cancel is not None:
+                # Recorded on its own; grouped, only when no charge follows to record it.
                 await self._activity("order_approved", approval_step)
                 approval_step = None
         if self._cancel is None:
@@ -162,33 +157,27 @@ class OrderWorkflow:
         return await self._end()
 
     async def _validate(self) -> bool:
+        payload: dict[str, Any] = {}
+        if self._grouped:
+            # The approval window starts now; order_validated also puts the order up for review.
+            timeout = timedelta(seconds=self._order.tuning.approval_timeout_seconds)
+            self._approval_deadline = (workflow.now() + timeout).isoformat()
+            payload["approval_deadline"] = self._approval_deadline
         try:
-            await self._activity("order_validated", self._step(EventType.ORDER_VALIDATED))
+            await self._activity("order_validated", self._step(EventType.ORDER_VALIDATED, payload=payload))
         except STEP_ERRORS as err:
             rejected = business_error(err, ORDER_REJECTED)
             if rejected is None:
                 raise
+            self._approval_deadline = None  # never put up for review
             await self._fail(EventType.ORDER_FAILED, rejected.message)
             return False
-        self._state = State.ORDER_VALIDATED
-        return True
-
-    async def _intake(self) -> bool:
-        """Receive, validate and put up for review in one activity; False if the order was rejected."""
-        timeout = timedelta(seconds=self._order.tuning.approval_timeout_seconds)
-        self._approval_deadline = (workflow.now() + timeout).isoformat()
-        rejected: str = await self._activity(
-            "order_intake", IntakeInput(self._order, self._approval_deadline), result_type=str
-        )
-        if rejected:
-            await self._fail(EventType.ORDER_FAILED, rejected)
-            return False
-        self._state = State.AWAITING_APPROVAL
+        self._state = State.AWAITING_APPROVAL if self._grouped else State.ORDER_VALIDATED
         return True
 
     async def _await_review(self) -> None:
-        if self._fewer_steps:
-            # The deadline was set before intake; the review waits until then.
+        if self._grouped:
+            # The deadline was set before validation; the review waits until then.
             assert self._approval_deadline is not None
             deadline = datetime.fromisoformat(self._approval_deadline)
             timeout = max(deadline - workflow.now(), timedelta(0))
@@ -250,8 +239,9 @@ class OrderWorkflow:
             return
         self._state = State.SHIPPED
         shipped = self._step(EventType.ORDER_SHIPPED, payload={"tracking_number": result.tracking_number})
-        if self._fewer_steps:
-            await self._activity("order_delivered", DeliveredInput(shipped, self._step(EventType.ORDER_COMPLETED)))
+        if self._grouped:
+            shipped.then_complete = True
+            await self._activity("order_shipped", shipped)
             self._state = State.COMPLETED
             return
         await self._activity("order_shipped", shipped)

@@ -1382,7 +1382,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--poll-ms", type=float, default=None,
                         help="with --completion poll: status poll interval [20 at concurrency 1, else 50]")  # fmt: skip
     parser.add_argument("--floor-activities", type=int, default=6,
-                        help="no-op activities in the floor's parent [6, the issue's shape; ours runs 7]")  # fmt: skip
+                        help="no-op activities in the floor's parent [6, the issue's shape; ours: 3 in the parent, 2 in the child]")  # fmt: skip
     parser.add_argument(
         "--floor-handshake", action="store_true",
         help="the floor's child signals package_ready and waits for dispatch, as ours does",

@@ -1,15 +1,16 @@
-"""The grouped database steps: each safe to run again, and a late attempt cannot move an order back."""
+"""The grouped steps: each activity safe to run again, and a late attempt cannot move an order back."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from lifecycle.activities import order_delivered, order_intake, payment_charged, review_requested
+from lifecycle.activities import order_received, order_shipped, order_validated, payment_charged, review_requested
 from lifecycle.states import EventType
-from lifecycle.types import DeliveredInput, IntakeInput, OrderInput, PaymentInput, StepInput
+from lifecycle.types import OrderInput, PaymentInput, StepInput
 from lifecycle.workflows import event_id
 from orders.models import Event, Order, ProviderCharge
 from orders.tests.factories import new_order_id, order_body
@@ -17,9 +18,11 @@ from orders.tests.factories import new_order_id, order_body
 DEADLINE = "2030-01-01T00:00:00+00:00"
 
 
-def order_input(order_id: str, **overrides: Any) -> OrderInput:
+def received(order_id: str, **overrides: Any) -> OrderInput:
     body = order_body(**overrides)
-    return OrderInput(order_id, body["payment_id"], body["items"], body["address"])
+    order = OrderInput(order_id, body["payment_id"], body["items"], body["address"])
+    ActivityEnvironment().run(order_received, order)
+    return order
 
 
 def types(order_id: str) -> list[str]:
@@ -30,41 +33,48 @@ def step(order_id: str, event_type: EventType, **fields: Any) -> StepInput:
     return StepInput(order_id, event_id(order_id, event_type), **fields)
 
 
-def test_intake_run_twice_records_each_fact_once(transactional_db: None) -> None:
+def validate_for_review(order_id: str) -> None:
+    ActivityEnvironment().run(
+        order_validated, step(order_id, EventType.ORDER_VALIDATED, payload={"approval_deadline": DEADLINE})
+    )
+
+
+def test_validation_with_a_deadline_puts_the_order_up_for_review_once(transactional_db: None) -> None:
     order_id = new_order_id()
-    intake = IntakeInput(order_input(order_id), DEADLINE)
-    env = ActivityEnvironment()
-    assert env.run(order_intake, intake) == ""
-    assert env.run(order_intake, intake) == ""  # a retry after a lost answer
+    received(order_id)
+    validate_for_review(order_id)
+    validate_for_review(order_id)  # a retry after a lost answer
     assert types(order_id) == ["ORDER_RECEIVED", "ORDER_VALIDATED"]
     order = Order.objects.get(id=order_id)
     assert order.state == "AWAITING_APPROVAL"
     assert order.approval_deadline.isoformat() == DEADLINE
 
 
-def test_intake_of_an_unacceptable_order_returns_why_and_records_only_its_receipt(transactional_db: None) -> None:
+def test_an_unacceptable_order_is_rejected_before_any_review(transactional_db: None) -> None:
     order_id = new_order_id()
-    bad = order_input(order_id, items=[{"name": "Widget", "price": "0", "quantity": 1}])
-    reason = ActivityEnvironment().run(order_intake, IntakeInput(bad, DEADLINE))
-    assert reason
+    received(order_id, items=[{"name": "Widget", "price": "0", "quantity": 1}])
+    with pytest.raises(ApplicationError):
+        validate_for_review(order_id)
     assert types(order_id) == ["ORDER_RECEIVED"]
-    assert Order.objects.get(id=order_id).state == "ORDER_RECEIVED"
+    order = Order.objects.get(id=order_id)
+    assert (order.state, order.approval_deadline) == ("ORDER_RECEIVED", None)
 
 
 def test_a_late_review_request_does_not_reopen_a_cancelled_order(transactional_db: None) -> None:
     order_id = new_order_id()
-    ActivityEnvironment().run(order_intake, IntakeInput(order_input(order_id), DEADLINE))
+    received(order_id)
     Order.objects.filter(id=order_id).update(state="CANCELLED")  # the workflow moved on meanwhile
-    late = step(order_id, EventType.ORDER_VALIDATED, payload={"approval_deadline": DEADLINE})
-    ActivityEnvironment().run(review_requested, late)
+    ActivityEnvironment().run(
+        review_requested, step(order_id, EventType.ORDER_VALIDATED, payload={"approval_deadline": DEADLINE})
+    )
     assert Order.objects.get(id=order_id).state == "CANCELLED"
 
 
 @pytest.mark.parametrize("runs", [1, 2])
 def test_the_charge_records_the_approval_first_and_both_once(transactional_db: None, runs: int) -> None:
     order_id = new_order_id()
-    order = order_input(order_id)
-    ActivityEnvironment().run(order_intake, IntakeInput(order, DEADLINE))
+    order = received(order_id)
+    validate_for_review(order_id)
     approval = step(order_id, EventType.ORDER_APPROVED, actor="rita", via="console")
     payment = PaymentInput(order_id, order.payment_id, event_id(order_id, EventType.PAYMENT_CHARGED), approval)
     for _ in range(runs):
@@ -74,14 +84,12 @@ def test_the_charge_records_the_approval_first_and_both_once(transactional_db: N
     assert ProviderCharge.objects.filter(idempotency_key=order.payment_id).count() == 1
 
 
-def test_delivered_records_shipped_then_completed_once(transactional_db: None) -> None:
+def test_shipped_then_complete_records_both_once(transactional_db: None) -> None:
     order_id = new_order_id()
-    ActivityEnvironment().run(order_intake, IntakeInput(order_input(order_id), DEADLINE))
-    delivered = DeliveredInput(
-        step(order_id, EventType.ORDER_SHIPPED, payload={"tracking_number": "TRK-1"}),
-        step(order_id, EventType.ORDER_COMPLETED),
-    )
-    ActivityEnvironment().run(order_delivered, delivered)
-    ActivityEnvironment().run(order_delivered, delivered)
+    received(order_id)
+    shipped = step(order_id, EventType.ORDER_SHIPPED, payload={"tracking_number": "TRK-1"}, then_complete=True)
+    ActivityEnvironment().run(order_shipped, shipped)
+    ActivityEnvironment().run(order_shipped, shipped)
     assert types(order_id)[-2:] == ["ORDER_SHIPPED", "ORDER_COMPLETED"]
+    assert Event.objects.get(id=shipped.event_id).payload_json == {"tracking_number": "TRK-1"}
     assert Order.objects.get(id=order_id).state == "COMPLETED"
