@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from lifecycle.activities import ORDER_ACTIVITIES, SHIPPING_ACTIVITIES
 from lifecycle.workflows import OrderWorkflow, ShippingWorkflow
@@ -39,6 +40,13 @@ def build_workers(
         "max_concurrent_activities": config.activity_threads,
         "graceful_shutdown_timeout": timedelta(seconds=config.grace_seconds),
         "max_cached_workflows": config.max_cached_workflows,
+        # Modules pass through the sandbox instead of being re-imported for every workflow run: the
+        # workflow code imports only deterministic modules of its own and temporalio, and the
+        # sandbox's restrictions (no clock, no randomness, no I/O) still apply. Measured: about
+        # 90 ms less per order at concurrency 1 and 15 % less worker CPU (docs/performance.md).
+        "workflow_runner": SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+        ),
     }
     workers = []
     if "order" in queues:
