@@ -23,7 +23,7 @@ from orders.models import Order
 
 BULK_CONCURRENCY = 10
 
-# A client's name for one intended action (header Idempotency-Key, a console form's one-time token).
+# A client's name for one intended action (the API's Idempotency-Key header).
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 
 
