@@ -316,6 +316,7 @@ async def _act(
 
 ACTION_RESPONSES: dict[int, Any] = {
     202: ActionOut,
+    400: ErrorOut,  # a malformed Idempotency-Key
     401: ErrorOut,
     403: ErrorOut,
     404: ErrorOut,
@@ -344,7 +345,7 @@ async def cancel_order(
 
 @api.post(
     "/orders/{order_id}/signals/update-address",
-    response={**ACTION_RESPONSES, 400: ErrorOut, 413: ErrorOut},
+    response={**ACTION_RESPONSES, 413: ErrorOut},
     summary="Change the shipping address before dispatch",
 )
 async def update_address(
