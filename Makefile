@@ -21,6 +21,8 @@ run: venv
 	$(PY) scripts/devstack.py
 
 test: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

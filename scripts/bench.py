@@ -60,12 +60,13 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS_DIR = REPO_ROOT / "scripts"
@@ -266,13 +267,14 @@ class CpuMeter:
         try:
             with pg_connect() as conn:
                 row = conn.execute(
-                    "SELECT sessions, xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s", (self.db_name,)
+                    "SELECT sessions, xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s",
+                    (self.db_name,),
                 ).fetchone()
         except Exception:
             return {}
         return {"sessions": int(row[0]), "transactions": int(row[1])} if row else {}
 
-    def __enter__(self) -> "CpuMeter":
+    def __enter__(self) -> CpuMeter:
         self.pg_before = self._pg()
         self.before = {name: cpu_seconds(p.pid) for name, p in self.procs.items()}
         self.self_before = time.process_time()
@@ -505,7 +507,9 @@ class TemporalSide:
             for queue in queues:
                 for kind in kinds:
                     response = await self.client.workflow_service.describe_task_queue(
-                        DescribeTaskQueueRequest(namespace="default", task_queue=TaskQueue(name=queue), task_queue_type=kind)
+                        DescribeTaskQueueRequest(
+                            namespace="default", task_queue=TaskQueue(name=queue), task_queue_type=kind
+                        )
                     )
                     if not any(p.identity.startswith(f"{pid}@") for p in response.pollers):
                         return False
@@ -560,7 +564,9 @@ async def _ticking(coro: Any) -> Any:
         ticker.cancel()
 
 
-async def _floor_batch(client: Any, env: Env, prefix: str, n: int, concurrency: int, spec: dict[str, Any]) -> dict[str, Any]:
+async def _floor_batch(
+    client: Any, env: Env, prefix: str, n: int, concurrency: int, spec: dict[str, Any]
+) -> dict[str, Any]:
     latencies: list[float] = []
     starts: list[float] = []
     signals: list[float] = []
@@ -669,7 +675,9 @@ class ResultWaiter:
 
 
 # --- HTTP side (our orders) ------------------------------------------------------------------
-def http_once(port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+def http_once(
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection(HOST, port, timeout=10)
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -695,7 +703,9 @@ class Http:
             self.conn.close()
             self.conn = None
 
-    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, bytes, http.client.HTTPResponse]:
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes, http.client.HTTPResponse]:
         data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
         all_headers = {**self.headers, **(headers or {})}
         if data is not None and "Content-Type" not in all_headers:
@@ -1111,13 +1121,15 @@ def login(port: int, username: str, password: str) -> Http:
 
 
 def run_scale(env: Env, web: Proc) -> dict[str, Any]:
-    say(f"scale: filling {SCALE_ORDERS:,} orders and ~{(SCALE_ORDERS - 1) * SCALE_EVENTS_PER_ORDER + SCALE_HEAVY_EVENTS:,} events ...")
+    say(
+        f"scale: filling {SCALE_ORDERS:,} orders and ~{(SCALE_ORDERS - 1) * SCALE_EVENTS_PER_ORDER + SCALE_HEAVY_EVENTS:,} events ..."
+    )
     t0 = time.perf_counter()
     with pg_connect(env.db_name) as conn:
         for sql in SCALE_SQL:
             conn.execute(sql)
         rows = {
-            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 (fixed names)
+            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             for table in ("orders", "events", "payments")
         }
         awaiting = conn.execute("SELECT count(*) FROM orders WHERE state = 'AWAITING_APPROVAL'").fetchone()[0]
@@ -1151,7 +1163,9 @@ def run_scale(env: Env, web: Proc) -> dict[str, Any]:
     try:
         code = f"USERNAME={username!r}; URLS={[(p['key'], p['url']) for p in pages]!r}\n{QUERY_COUNT_CODE}"
         out = manage(env, "shell", "-c", code, extra_env={"ALLOWED_HOSTS": "127.0.0.1,localhost,testserver"})
-        counts = json.loads(next(line for line in out.splitlines() if line.startswith("BENCH_JSON "))[len("BENCH_JSON ") :])
+        counts = json.loads(
+            next(line for line in out.splitlines() if line.startswith("BENCH_JSON "))[len("BENCH_JSON ") :]
+        )
         for page in pages:
             found = counts[page["key"]]
             page.update({"sql_queries": found["queries"], "sql_ms": found["sql_ms"],
@@ -1170,7 +1184,9 @@ def machine_facts(pg_version: str | None) -> dict[str, Any]:
         if line.startswith("MemTotal:"):
             mem_kb = int(line.split()[1])
     try:
-        temporal = subprocess.run([str(TEMPORAL_BIN), "--version"], capture_output=True, text=True, timeout=20).stdout.strip()
+        temporal = subprocess.run(
+            [str(TEMPORAL_BIN), "--version"], capture_output=True, text=True, timeout=20
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         temporal = "unknown"
     try:
@@ -1234,18 +1250,38 @@ def evaluate(results: dict[str, Any], concurrencies: list[int]) -> tuple[dict[st
         if flaky is None:
             continue
         p50, p95 = flaky["latency_ms"]["p50"], flaky["latency_ms"]["p95"]
-        target(f"flaky {FLAKY_RATE} at c{c}: p50 ms", p50, f"< {TARGET_FLAKY_P50_MS:.0f}", None if p50 is None else p50 < TARGET_FLAKY_P50_MS)
-        target(f"flaky {FLAKY_RATE} at c{c}: p95 ms", p95, f"< {TARGET_FLAKY_P95_MS:.0f}", None if p95 is None else p95 < TARGET_FLAKY_P95_MS)
+        target(
+            f"flaky {FLAKY_RATE} at c{c}: p50 ms",
+            p50,
+            f"< {TARGET_FLAKY_P50_MS:.0f}",
+            None if p50 is None else p50 < TARGET_FLAKY_P50_MS,
+        )
+        target(
+            f"flaky {FLAKY_RATE} at c{c}: p95 ms",
+            p95,
+            f"< {TARGET_FLAKY_P95_MS:.0f}",
+            None if p95 is None else p95 < TARGET_FLAKY_P95_MS,
+        )
     for page in (results.get("scale") or {}).get("pages", []):
         if page["target"]:
-            target(f"scale: {page['key']} p95 ms", page["p95_ms"], f"< {TARGET_PAGE_P95_MS:.0f}", page["p95_ms"] < TARGET_PAGE_P95_MS)
+            target(
+                f"scale: {page['key']} p95 ms",
+                page["p95_ms"],
+                f"< {TARGET_PAGE_P95_MS:.0f}",
+                page["p95_ms"] < TARGET_PAGE_P95_MS,
+            )
     return ratios, targets
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
     line = "  ".join("-" * w for w in widths)
-    fmt = lambda r: "  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(r, widths)))  # noqa: E731
+
+    def fmt(r: list[str]) -> str:
+        return "  ".join(
+            str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(r, widths, strict=False))
+        )
+
     return "\n".join([fmt(header), line, *(fmt(r) for r in rows)])
 
 
@@ -1349,7 +1385,9 @@ def render(results: dict[str, Any]) -> str:
              "slowest SQL", "bytes"],
         ))  # fmt: skip
         out.append("slowest query per page (in-process run):")
-        out += [f"  {p['key']}: {fmt_ms(p.get('slowest_sql_ms'))}  {p.get('slowest_sql', '')[:160]}" for p in scale["pages"]]
+        out += [
+            f"  {p['key']}: {fmt_ms(p.get('slowest_sql_ms'))}  {p.get('slowest_sql', '')[:160]}" for p in scale["pages"]
+        ]
     if results.get("targets"):
         out += ["", "targets (informational; the exit code ignores them):"]
         out.append(table([[t["target"], "-" if t["value"] is None else t["value"], t["goal"], t["result"]] for t in results["targets"]],
@@ -1362,12 +1400,22 @@ def render(results: dict[str, Any]) -> str:
 
 # --- main ------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--orders", type=int, default=None, help="orders (and floor workflows) per phase [200; 20 with --quick]")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--orders", type=int, default=None, help="orders (and floor workflows) per phase [200; 20 with --quick]"
+    )
     parser.add_argument("--concurrency", default=None, help="comma-separated concurrencies [1,20; 1,5 with --quick]")
-    parser.add_argument("--flaky-concurrency", default=None, help="concurrencies of the flaky phase [same as --concurrency]")
-    parser.add_argument("--skip-flaky", action="store_true", help=f"skip the FLAKY_CALL_FAILURE_RATE={FLAKY_RATE} phase")
-    parser.add_argument("--scale", action="store_true", help="also fill 100,000 orders / ~1,000,000 events and time the pages")
+    parser.add_argument(
+        "--flaky-concurrency", default=None, help="concurrencies of the flaky phase [same as --concurrency]"
+    )
+    parser.add_argument(
+        "--skip-flaky", action="store_true", help=f"skip the FLAKY_CALL_FAILURE_RATE={FLAKY_RATE} phase"
+    )
+    parser.add_argument(
+        "--scale", action="store_true", help="also fill 100,000 orders / ~1,000,000 events and time the pages"
+    )
     parser.add_argument("--scale-only", action="store_true", help="only the scale phase (implies --scale)")
     parser.add_argument(
         "--quick", action="store_true",
@@ -1399,12 +1447,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         f"[{BACKLOG_ORDERS}; 0 with --quick]")  # fmt: skip
     parser.add_argument("--backlog-cache", default="1000,100",
                         help="WORKER_MAX_CACHED_WORKFLOWS of the worker, one backlog run each [1000,100]")  # fmt: skip
-    parser.add_argument("--json", default=str(DEFAULT_JSON), help=f"where to write the results [{DEFAULT_JSON.relative_to(REPO_ROOT)}]")
+    parser.add_argument(
+        "--json", default=str(DEFAULT_JSON), help=f"where to write the results [{DEFAULT_JSON.relative_to(REPO_ROOT)}]"
+    )
     parser.add_argument(
         "--temporal-db", choices=("tmpfs", "disk"), default="tmpfs",
         help="where the dev server's SQLite file lives: /dev/shm (no fsync cost) or the temp dir on disk [tmpfs]",
     )  # fmt: skip
-    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (printed path) after the run")
+    parser.add_argument(
+        "--keep-logs", action="store_true", help="keep the processes' logs (printed path) after the run"
+    )
     args = parser.parse_args(argv)
     if args.scale_only:
         args.scale = True
@@ -1463,7 +1515,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     results: dict[str, Any] = {
         "command": shlex.join(getattr(sys, "orig_argv", [PY, *sys.argv])),
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "settings": {
             "orders_per_phase": args.orders,
             "concurrency": args.concurrency,
@@ -1637,8 +1689,10 @@ def main(argv: list[str] | None = None) -> int:
                 "rss_before": rss_before, "rss_with_backlog": rss_with, "rss_after": rss_after,
                 "worker_peak_mib": round(proc.peak_rss_kb / 1024, 1), "end_states": end_states,
             }  # fmt: skip
-            say(f"backlog: worker RSS {rss_before['rss']} MiB before, {rss_with['rss']} MiB with {waiting} "
-                f"waiting, {rss_after['rss']} MiB after they ended ({end_states}); peak {rec['worker_peak_mib']} MiB")
+            say(
+                f"backlog: worker RSS {rss_before['rss']} MiB before, {rss_with['rss']} MiB with {waiting} "
+                f"waiting, {rss_after['rss']} MiB after they ended ({end_states}); peak {rec['worker_peak_mib']} MiB"
+            )
             for sample in rec["error_samples"]:
                 say(f"  error: {sample}")
             return rec

@@ -50,7 +50,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from types import FrameType
@@ -209,7 +209,9 @@ def pg_admin() -> psycopg.Connection[Any]:
 
 
 def pg_connect(db_name: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={db_name}", autocommit=True, connect_timeout=5)
+    return psycopg.connect(
+        f"host=127.0.0.1 port=5432 user=postgres dbname={db_name}", autocommit=True, connect_timeout=5
+    )
 
 
 def query(db_name: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -391,7 +393,10 @@ def compress_trail(trail: list[str]) -> list[str]:
             folded[-1] = (first, answer, count + 1, clock)
         else:
             folded.append((clock, answer, 1, clock))
-    return [f"{first} {answer}" + (f" (x{count} until {last})" if count > 1 else "") for first, answer, count, last in folded]
+    return [
+        f"{first} {answer}" + (f" (x{count} until {last})" if count > 1 else "")
+        for first, answer, count, last in folded
+    ]
 
 
 def _json(raw: bytes) -> dict[str, Any]:
@@ -448,7 +453,11 @@ def make_plans(count: int, seed: int, mix: dict[str, int]) -> list[Plan]:
             "items": items,
             "address": {"street": f"{index} Main St", "city": "Springfield", "zip": zip_code},
         }
-        new_address = {"street": f"{index} Chaos Ave", "city": "Shelbyville", "zip": "90001"} if kind == "address_change" else None
+        new_address = (
+            {"street": f"{index} Chaos Ave", "city": "Shelbyville", "zip": "90001"}
+            if kind == "address_change"
+            else None
+        )
         plans.append(Plan(index, kind, order_id, body, new_address))
     return plans
 
@@ -456,7 +465,9 @@ def make_plans(count: int, seed: int, mix: dict[str, int]) -> list[Plan]:
 class Driver:
     """Runs each order's scenario through the API, a bounded number at a time."""
 
-    def __init__(self, api: Api, poller: StatePoller, plans: list[Plan], concurrency: int, halt: threading.Event) -> None:
+    def __init__(
+        self, api: Api, poller: StatePoller, plans: list[Plan], concurrency: int, halt: threading.Event
+    ) -> None:
         self.api = api
         self.poller = poller
         self.halt = halt
@@ -466,7 +477,9 @@ class Driver:
         self.todo: queue.Queue[Plan] = queue.Queue()
         for plan in plans:
             self.todo.put(plan)
-        self.threads = [threading.Thread(target=self._work, name=f"driver-{n}", daemon=True) for n in range(concurrency)]
+        self.threads = [
+            threading.Thread(target=self._work, name=f"driver-{n}", daemon=True) for n in range(concurrency)
+        ]
 
     def start(self) -> None:
         for thread in self.threads:
@@ -565,7 +578,9 @@ def scenario_duplicate_start(driver: Driver, outcome: Outcome) -> None:
         return
     again = driver.api.call("POST", f"/orders/{outcome.plan.order_id}/start", outcome.plan.body, outcome.trail)
     if again.status != 200 or again.body.get("run_id") != outcome.run_id:
-        outcome.anomalies.append(f"repeated start answered {again.status} run {again.body.get('run_id')} (first run {outcome.run_id})")
+        outcome.anomalies.append(
+            f"repeated start answered {again.status} run {again.body.get('run_id')} (first run {outcome.run_id})"
+        )
     driver.approve(outcome)
 
 
@@ -750,7 +765,9 @@ class Stack:
     def wait_for_temporal(self) -> None:
         temporal = self.temporal
         assert temporal is not None
-        if not wait_for(lambda: port_open(self.temporal_port) or temporal.returncode is not None, START_TIMEOUT_SECONDS):
+        if not wait_for(
+            lambda: port_open(self.temporal_port) or temporal.returncode is not None, START_TIMEOUT_SECONDS
+        ):
             raise SetupError(f"the Temporal dev server did not listen on {self.temporal_address}; see {temporal.log}")
         if temporal.returncode is not None:
             raise SetupError(f"the Temporal dev server exited ({temporal.returncode}): {temporal.log_text()[-500:]}")
@@ -758,7 +775,9 @@ class Stack:
     def start_worker(self, *, calm: bool = False) -> None:
         rate = "0" if calm else str(self.crash_rate)
         env = self.app_env(CHAOS_CRASH_AFTER_CHARGE_RATE=rate, LOG_LEVEL="INFO")
-        self.worker = spawn("worker", [sys.executable, "manage.py", "runworker"], env, self.tmp / "worker.log", self.src)
+        self.worker = spawn(
+            "worker", [sys.executable, "manage.py", "runworker"], env, self.tmp / "worker.log", self.src
+        )
         self.worker_ready_at = None
 
     def start_web(self) -> None:
@@ -960,7 +979,7 @@ async def fetch_histories(address: str, order_ids: list[str]) -> dict[str, Histo
                     # carrying that attempt's number and the previous attempt's failure.
                     found.attempts = max(found.attempts, started.attempt)
                     found.last_failure_timeout = started.last_failure.HasField("timeout_failure_info")
-                    found.last_started = event.event_time.ToDatetime(tzinfo=timezone.utc)
+                    found.last_started = event.event_time.ToDatetime(tzinfo=UTC)
             elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
                 timed_out = event.activity_task_timed_out_event_attributes
                 if names.get(timed_out.scheduled_event_id) == "payment_charged":
@@ -1014,9 +1033,13 @@ def gather_facts(db_name: str) -> Facts:
         payments.setdefault(order_id, []).append(status)
     charges: dict[str, int] = {}
     refunds: dict[str, int] = {}
-    for key, kind, count in query(db_name, "SELECT idempotency_key, kind, count(*) FROM provider_charges GROUP BY 1, 2"):
+    for key, kind, count in query(
+        db_name, "SELECT idempotency_key, kind, count(*) FROM provider_charges GROUP BY 1, 2"
+    ):
         (charges if kind == "charge" else refunds)[key] = int(count)
-    charged_at = dict(query(db_name, "SELECT idempotency_key, min(created_at) FROM provider_charges WHERE kind = 'charge' GROUP BY 1"))
+    charged_at = dict(
+        query(db_name, "SELECT idempotency_key, min(created_at) FROM provider_charges WHERE kind = 'charge' GROUP BY 1")
+    )
     sums = dict(query(db_name, "SELECT kind, coalesce(sum(amount), 0) FROM provider_charges GROUP BY kind"))
     duplicates = [
         (order_id, kind, int(count))
@@ -1034,7 +1057,9 @@ def gather_facts(db_name: str) -> Facts:
             address_events[order_id] += 1
     dispatch = {
         order_id: payload.get("address")
-        for order_id, payload in query(db_name, "SELECT order_id, payload_json FROM events WHERE type = 'CARRIER_DISPATCHED'")
+        for order_id, payload in query(
+            db_name, "SELECT order_id, payload_json FROM events WHERE type = 'CARRIER_DISPATCHED'"
+        )
     }
     return Facts(
         states, totals, payments, charges, charged_at, refunds,
@@ -1051,7 +1076,12 @@ class Checker:
     """Turns the driver's outcomes, the database's facts and the histories into checked lines."""
 
     def __init__(
-        self, outcomes: dict[str, Outcome], plans: list[Plan], facts: Facts, histories: dict[str, History], regressions: dict[str, list[str]]
+        self,
+        outcomes: dict[str, Outcome],
+        plans: list[Plan],
+        facts: Facts,
+        histories: dict[str, History],
+        regressions: dict[str, list[str]],
     ) -> None:
         self.plans = plans
         self.regressions = regressions
@@ -1116,14 +1146,26 @@ class Checker:
         self.add("orders charged as planned (1; 0 if cancelled before approval)", len(self.ended) - len(wrong),
                  f"= {len(self.ended)}", not wrong, wrong)  # fmt: skip
         # A paid order that did not complete owes its money back, exactly once; others owe nothing.
-        owed = {oid: self.charges(oid) if self.facts.states[oid] in ("CANCELLED", "FAILED") else 0 for oid in self.ended}
-        wrong = [f"{self.label(oid)}: {self.refunds(oid)} refunds, {owed[oid]} owed" for oid in self.ended if self.refunds(oid) != owed[oid]]
+        owed = {
+            oid: self.charges(oid) if self.facts.states[oid] in ("CANCELLED", "FAILED") else 0 for oid in self.ended
+        }
+        wrong = [
+            f"{self.label(oid)}: {self.refunds(oid)} refunds, {owed[oid]} owed"
+            for oid in self.ended
+            if self.refunds(oid) != owed[oid]
+        ]
         self.add("refunds (1 per paid order cancelled or undeliverable, else 0)", f"{sum(owed.values())} owed",
                  f"{len(wrong)} wrong = 0", not wrong, wrong)  # fmt: skip
         statuses = {oid: self.facts.payments.get(oid, []) for oid in charged if oid in self.ended}
         want = {oid: ["COMPLETED" if self.facts.states[oid] == "COMPLETED" else "REFUNDED"] for oid in statuses}
-        wrong = [f"{self.label(oid)}: payment {statuses[oid]}, expected {want[oid]}" for oid in statuses if statuses[oid] != want[oid]]
-        self.add("payment status matches the end state", len(statuses) - len(wrong), f"= {len(statuses)}", not wrong, wrong)
+        wrong = [
+            f"{self.label(oid)}: payment {statuses[oid]}, expected {want[oid]}"
+            for oid in statuses
+            if statuses[oid] != want[oid]
+        ]
+        self.add(
+            "payment status matches the end state", len(statuses) - len(wrong), f"= {len(statuses)}", not wrong, wrong
+        )
 
     def money(self) -> None:
         facts = self.facts
@@ -1137,24 +1179,52 @@ class Checker:
         self.add("duplicate events (same order and type, not ADDRESS_UPDATED)", len(duplicates), "= 0", not duplicates,
                  [f"{oid}: {kind} x{n}" for oid, kind, n in duplicates])  # fmt: skip
         gaps = trail_gaps(self.ended, self.facts)
-        self.add("event trail complete for the end state", len(self.ended) - len(gaps), f"= {len(self.ended)}", not gaps, gaps)
+        self.add(
+            "event trail complete for the end state",
+            len(self.ended) - len(gaps),
+            f"= {len(self.ended)}",
+            not gaps,
+            gaps,
+        )
         # Over every order, ended or not: a stuck order may carry the phantom that stranded it.
-        phantoms = [f"{line}; {self.evidence(line.split(' ')[0])}" for line in phantom_events(sorted(self.by_id), self.facts)]
+        phantoms = [
+            f"{line}; {self.evidence(line.split(' ')[0])}" for line in phantom_events(sorted(self.by_id), self.facts)
+        ]
         self.add("events that contradict the end state (phantom steps)", len(phantoms), "= 0", not phantoms, phantoms)
         regressions = {oid: steps for oid, steps in self.regressions.items() if oid in self.by_id}
         self.add("orders whose stored state left an end state", len(regressions), "= 0", not regressions,
                  [f"{self.label(oid)}: {', '.join(steps)}; {self.evidence(oid)}" for oid, steps in regressions.items()])  # fmt: skip
-        moved = [oid for oid in self.ended if self.by_id[oid].plan.kind == "address_change" and self.facts.states[oid] == "COMPLETED"]
+        moved = [
+            oid
+            for oid in self.ended
+            if self.by_id[oid].plan.kind == "address_change" and self.facts.states[oid] == "COMPLETED"
+        ]
         dispatched = self.facts.dispatch_address
-        wrong = [f"{oid}: dispatched to {dispatched.get(oid)}" for oid in moved if dispatched.get(oid) != self.by_id[oid].plan.new_address]
-        self.add("address changes dispatched to the new address", len(moved) - len(wrong), f"= {len(moved)}", not wrong, wrong)
+        wrong = [
+            f"{oid}: dispatched to {dispatched.get(oid)}"
+            for oid in moved
+            if dispatched.get(oid) != self.by_id[oid].plan.new_address
+        ]
+        self.add(
+            "address changes dispatched to the new address",
+            len(moved) - len(wrong),
+            f"= {len(moved)}",
+            not wrong,
+            wrong,
+        )
         shipped = [oid for oid in self.ended if oid in dispatched]
         wrong = [
             f"{oid}: order says {self.facts.addresses.get(oid)}, carrier got {dispatched[oid]}"
             for oid in shipped
             if dispatched[oid] != self.facts.addresses.get(oid)
         ]
-        self.add("carrier got the address stored on the order", len(shipped) - len(wrong), f"= {len(shipped)}", not wrong, wrong)
+        self.add(
+            "carrier got the address stored on the order",
+            len(shipped) - len(wrong),
+            f"= {len(shipped)}",
+            not wrong,
+            wrong,
+        )
 
     def workflows(self) -> None:
         histories, states = self.histories, self.facts.states
@@ -1166,7 +1236,9 @@ class Checker:
         self.add("workflows completed with the database's end state", len(histories) - len(wrong), f"= {len(self.by_id)}",
                  not wrong and len(histories) == len(self.by_id), wrong)  # fmt: skip
         unaccepted = [f"{line}; {self.evidence(line.split(':')[0])}" for line in self._unaccepted_actions()]
-        self.add("actions in the database the workflow never accepted", len(unaccepted), "= 0", not unaccepted, unaccepted)
+        self.add(
+            "actions in the database the workflow never accepted", len(unaccepted), "= 0", not unaccepted, unaccepted
+        )
 
     def _unaccepted_actions(self) -> list[str]:
         """A human action's event must match an Update in the history: the API's promise is that
@@ -1175,9 +1247,7 @@ class Checker:
         for oid, history in sorted(self.histories.items()):
             have = self.facts.event_types.get(oid, set())
             accepted = Counter(history.updates_accepted)
-            missing = [
-                event for event, update in ACTION_EVENTS.items() if event in have and not accepted[update]
-            ]
+            missing = [event for event, update in ACTION_EVENTS.items() if event in have and not accepted[update]]
             moves = self.facts.address_events.get(oid, 0)
             if moves != accepted["change_address"]:
                 missing.append(f"ADDRESS_UPDATED x{moves} for {accepted['change_address']} accepted")
@@ -1205,7 +1275,7 @@ class Checker:
         self.add("worker deaths with money moved but unrecorded", deaths, "> 0", deaths > 0,
                  [] if deaths else [missed + "no worker died between the charge and its record"])  # fmt: skip
         self.add("  ... SIGKILLs aimed at that moment", faults.worker_kills_money_unrecorded, "info", True)
-        self.add("  ... crashes by the hook (rate %g)" % crash_rate, faults.worker_crashes_after_charge, "info", True)
+        self.add(f"  ... crashes by the hook (rate {crash_rate:g})", faults.worker_crashes_after_charge, "info", True)
         self.add("SIGKILLs while any charge attempt was under way", faults.worker_kills_charge_pending, "info", True)
 
     def _replayed(self, oid: str) -> bool:
@@ -1223,7 +1293,9 @@ class Checker:
                  f">= {args.db_drops}", faults.db_drops >= args.db_drops)  # fmt: skip
 
 
-def run_checks(driver: Driver, poller: StatePoller, plans: list[Plan], stack: Stack, args: argparse.Namespace) -> tuple[list[Check], dict[str, History]]:
+def run_checks(
+    driver: Driver, poller: StatePoller, plans: list[Plan], stack: Stack, args: argparse.Namespace
+) -> tuple[list[Check], dict[str, History]]:
     facts = gather_facts(stack.db_name)
     started = sorted(oid for oid, o in driver.outcomes.items() if o.started)
     histories = asyncio.run(fetch_histories(stack.temporal_address, started))
@@ -1352,7 +1424,7 @@ class Report:
         lines.append(f"  {'-' * width}  {'-' * 22}  {'-' * 14} ------")
         for check in self.checks:
             result = "info" if check.expected == "info" else "PASS" if check.ok else "FAIL"
-            lines.append(f"  {check.name:<{width}}  {str(check.value):>22}  {check.expected:<14} {result}")
+            lines.append(f"  {check.name:<{width}}  {check.value!s:>22}  {check.expected:<14} {result}")
             lines += [f"      {line}" for line in check.evidence if not check.ok]
         failed = [c for c in self.checks if not c.ok]
         lines += ["", f"  RESULT: {'PASS' if not failed else f'FAIL ({len(failed)} checks)'}", "=" * 100, ""]
@@ -1438,7 +1510,9 @@ def drain(stack: Stack, poller: StatePoller, order_ids: list[str], seconds: floa
             return
         if time.monotonic() - last_report > 10:
             last_report = time.monotonic()
-            say(f"draining: {len(open_orders)} orders not ended yet, e.g. {open_orders[0]} in {poller.state(open_orders[0])}")
+            say(
+                f"draining: {len(open_orders)} orders not ended yet, e.g. {open_orders[0]} in {poller.state(open_orders[0])}"
+            )
         time.sleep(0.5)
 
 
@@ -1477,20 +1551,28 @@ def execute(args: argparse.Namespace, stack: Stack, command: str) -> int:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--orders", type=int, default=300, help="how many orders to drive [300]")
     parser.add_argument("--kills", type=int, default=10, help="at least this many worker SIGKILLs [10]")
     parser.add_argument("--concurrency", type=int, default=20, help="orders driven at a time [20]")
     parser.add_argument("--seed", type=int, default=None, help="RNG seed for the order mix and fault timing [random]")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
-    parser.add_argument("--kill-every", type=float, default=3.5, help="mean seconds a worker lives before its SIGKILL [3.5]")
+    parser.add_argument(
+        "--kill-every", type=float, default=3.5, help="mean seconds a worker lives before its SIGKILL [3.5]"
+    )
     parser.add_argument("--temporal-restarts", type=int, default=1, help="Temporal dev server restarts [1]")
     parser.add_argument("--db-drops", type=int, default=3, help="times all database connections are terminated [3]")
-    parser.add_argument("--crash-rate", type=float, default=0.05, help="CHAOS_CRASH_AFTER_CHARGE_RATE of the worker [0.05]")
+    parser.add_argument(
+        "--crash-rate", type=float, default=0.05, help="CHAOS_CRASH_AFTER_CHARGE_RATE of the worker [0.05]"
+    )
     parser.add_argument("--flaky-rate", type=float, default=0.5, help="FLAKY_CALL_FAILURE_RATE [0.5]")
     parser.add_argument("--hang-share", type=float, default=0.1, help="FLAKY_CALL_TIMEOUT_SHARE [0.1]")
     parser.add_argument("--approval-timeout", type=float, default=600.0, help="APPROVAL_TIMEOUT_SECONDS [600]")
-    parser.add_argument("--drain-timeout", type=float, default=300.0, help="seconds to wait for every order to end [300]")
+    parser.add_argument(
+        "--drain-timeout", type=float, default=300.0, help="seconds to wait for every order to end [300]"
+    )
     parser.add_argument("--mix", type=parse_mix, default=dict(MIX), metavar="KIND=W,...",
                         help=f"scenario weights [{','.join(f'{k}={w}' for k, w in MIX)}]")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the log directory even when every check passes")

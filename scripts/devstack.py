@@ -122,7 +122,15 @@ class Stack:
         if not self._held and self._pending is not None:
             raise Shutdown(self._pending)
 
-    def start(self, name: str, args: list[str], *, layer: int, env: dict[str, str] | None = None, output: IO[Any] | None = None) -> Child:
+    def start(
+        self,
+        name: str,
+        args: list[str],
+        *,
+        layer: int,
+        env: dict[str, str] | None = None,
+        output: IO[Any] | None = None,
+    ) -> Child:
         with self._signals_held():
             process = subprocess.Popen(
                 args,
@@ -231,7 +239,9 @@ def check_web_port_free() -> None:
 def ensure_temporal(stack: Stack) -> bool:
     """Start the Temporal dev server unless one already listens; True if this script started it."""
     if port_open(TEMPORAL_PORT):
-        say(f"something already listens on {HOST}:{TEMPORAL_PORT}; reusing it as the Temporal server (it is left running on exit)")
+        say(
+            f"something already listens on {HOST}:{TEMPORAL_PORT}; reusing it as the Temporal server (it is left running on exit)"
+        )
         return False
     binary = Path(sys.executable).parent / "temporal"
     if not binary.exists():
@@ -371,7 +381,16 @@ def save_credentials(data: dict[str, Any]) -> None:
 def start_apps(stack: Stack) -> Child:
     env = app_env()
     stack.start("worker (manage.py runworker)", [sys.executable, "manage.py", "runworker"], layer=LAYER_WORKER, env=env)
-    web_args = [sys.executable, "-m", "uvicorn", "orders_site.asgi:application", "--host", HOST, "--port", str(WEB_PORT)]
+    web_args = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "orders_site.asgi:application",
+        "--host",
+        HOST,
+        "--port",
+        str(WEB_PORT),
+    ]
     return stack.start("web (uvicorn)", web_args, layer=LAYER_WEB, env=env)
 
 
