@@ -90,23 +90,6 @@ def _transition(step: StepInput, event_type: EventType, state: State | None, **p
     )
 
 
-def _receive(order: OrderInput) -> None:
-    providers.network()
-    services.order_receive(
-        order_id=order.order_id,
-        payment_id=order.payment_id,
-        items=order.items,
-        address=order.address,
-        event_id=event_id(order.order_id, EventType.ORDER_RECEIVED),
-    )
-
-
-def _validation_problem(order_id: str) -> str:
-    from orders.models import Order
-
-    return order_problems(Order.objects.values_list("items_json", flat=True).get(id=order_id))
-
-
 def _request_review(order_id: str, approval_deadline: str) -> None:
     providers.network()
     deadline = datetime.fromisoformat(approval_deadline)
@@ -121,13 +104,22 @@ def _request_review(order_id: str, approval_deadline: str) -> None:
 @activity.defn
 @with_db
 def order_received(order: OrderInput) -> None:
-    _receive(order)
+    providers.network()
+    services.order_receive(
+        order_id=order.order_id,
+        payment_id=order.payment_id,
+        items=order.items,
+        address=order.address,
+        event_id=event_id(order.order_id, EventType.ORDER_RECEIVED),
+    )
 
 
 @activity.defn
 @with_db
 def order_validated(step: StepInput) -> None:
-    problem = _validation_problem(step.order_id)
+    from orders.models import Order
+
+    problem = order_problems(Order.objects.values_list("items_json", flat=True).get(id=step.order_id))
     if problem:
         raise ApplicationError(problem, type=ORDER_REJECTED, non_retryable=True)
     _transition(step, EventType.ORDER_VALIDATED, State.ORDER_VALIDATED)
