@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 
@@ -41,3 +43,29 @@ def order_body(*, payment_id: str | None = None, zip_code: str = "10001", **over
     }
     body.update(overrides)
     return body
+
+
+def make_orders(
+    count: int, *, state: str = "AWAITING_APPROVAL", prefix: str = "bulk", numbered: bool = False
+) -> list[Any]:
+    """`count` orders of the seed's example in one INSERT, with no workflow behind them.
+
+    Ids are `<prefix>-00000`, `<prefix>-00001`, ... when `numbered` (one call per test), else random.
+    """
+    from django.utils import timezone
+
+    from orders.models import Order
+
+    now = timezone.now()
+    return Order.objects.bulk_create(
+        Order(
+            id=f"{prefix}-{index:05d}" if numbered else f"{prefix}-{uuid.uuid4().hex[:10]}",
+            state=state,
+            items_json=[{"name": "Widget", "price": "29.99", "quantity": 2}],
+            address_json={"street": f"{index} Main St", "city": "NYC", "zip": "10001"},
+            payment_id=f"pay-{uuid.uuid4().hex[:12]}",
+            total=Decimal("59.98"),
+            approval_deadline=now + timedelta(minutes=5),
+        )
+        for index in range(count)
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from django.utils import timezone
 from orders.consumers import ReviewConsumer
 from orders.models import Event, Order
 from orders.permissions import REVIEWERS, ensure_groups
-from orders.tests.factories import new_order_id, order_body, wait_for_state
+from orders.tests.factories import make_orders, new_order_id, order_body, wait_for_state
 
 
 def reviewer(username: str = "rita") -> User:
@@ -37,22 +36,6 @@ def console_for(user: User) -> Client:
     client = Client()
     client.force_login(user)
     return client
-
-
-def make_orders(count: int, *, state: str = "AWAITING_APPROVAL") -> list[Order]:
-    now = timezone.now()
-    return Order.objects.bulk_create(
-        Order(
-            id=f"bulk-{index:05d}",
-            state=state,
-            items_json=[{"name": "Widget", "price": "29.99", "quantity": 2}],
-            address_json={"street": f"{index} Main St", "city": "NYC", "zip": "10001"},
-            payment_id=f"pay-bulk-{index:05d}",
-            total=Decimal("59.98"),
-            approval_deadline=now + timezone.timedelta(minutes=5),
-        )
-        for index in range(count)
-    )
 
 
 def test_the_console_needs_a_login(db: None) -> None:
@@ -75,7 +58,7 @@ def test_a_user_without_view_permission_gets_403(db: None) -> None:
 
 
 def test_queue_lists_awaiting_orders_oldest_first(db: None) -> None:
-    make_orders(3)
+    make_orders(3, numbered=True)
     Order.objects.filter(id="bulk-00000").update(state="COMPLETED")
     html = console_for(reviewer()).get("/review/").content.decode()
     assert html.index("bulk-00001") < html.index("bulk-00002")
@@ -83,7 +66,7 @@ def test_queue_lists_awaiting_orders_oldest_first(db: None) -> None:
 
 
 def test_queue_filters_by_state_and_searches_by_id(db: None) -> None:
-    make_orders(3)
+    make_orders(3, numbered=True)
     Order.objects.filter(id="bulk-00002").update(state="CANCELLED")
     client = console_for(reviewer())
     cancelled = client.get("/review/?state=CANCELLED").content.decode()
@@ -100,12 +83,12 @@ def test_an_unknown_state_filter_is_explained(db: None) -> None:
 
 def test_queue_page_runs_a_fixed_number_of_queries(db: None) -> None:
     client = console_for(reviewer())
-    make_orders(5)
+    make_orders(5, numbered=True)
     client.get("/review/")  # warm the session and permission caches alike for both runs
     with CaptureQueriesContext(connection) as few:
         assert client.get("/review/").status_code == 200
     Order.objects.all().delete()
-    make_orders(120)
+    make_orders(120, numbered=True)
     with CaptureQueriesContext(connection) as many:
         assert client.get("/review/?page=2").status_code == 200
     assert len(few) == len(many)
@@ -113,7 +96,7 @@ def test_queue_page_runs_a_fixed_number_of_queries(db: None) -> None:
 
 def test_order_page_runs_a_fixed_number_of_queries(db: None) -> None:
     client = console_for(reviewer())
-    order = make_orders(1)[0]
+    order = make_orders(1, numbered=True)[0]
     with CaptureQueriesContext(connection) as before:
         client.get(f"/review/orders/{order.id}/")
     now = timezone.now()
@@ -133,7 +116,7 @@ def test_order_page_runs_a_fixed_number_of_queries(db: None) -> None:
 
 
 def test_a_viewer_sees_no_action_buttons(db: None) -> None:
-    order = make_orders(1)[0]
+    order = make_orders(1, numbered=True)[0]
     client = console_for(viewer())
     page = client.get(f"/review/orders/{order.id}/").content.decode()
     assert ">Approve<" not in page and "Cancel order" not in page and "Edit address" not in page
@@ -143,7 +126,7 @@ def test_a_viewer_sees_no_action_buttons(db: None) -> None:
 
 @pytest.mark.parametrize("action", ["approve", "cancel", "address"])
 def test_a_forged_post_without_the_permission_is_403(db: None, action: str) -> None:
-    order = make_orders(1)[0]
+    order = make_orders(1, numbered=True)[0]
     client = console_for(viewer())
     response = client.post(f"/review/orders/{order.id}/{action}/", {"street": "x", "city": "y", "zip": "1"})
     assert response.status_code == 403
@@ -153,7 +136,7 @@ def test_a_forged_post_without_the_permission_is_403(db: None, action: str) -> N
 
 
 def test_console_forms_need_a_csrf_token(db: None) -> None:
-    order = make_orders(1)[0]
+    order = make_orders(1, numbered=True)[0]
     client = Client(enforce_csrf_checks=True)
     client.force_login(reviewer())
     assert client.post(f"/review/orders/{order.id}/approve/").status_code == 403
@@ -253,7 +236,7 @@ def test_the_websocket_pushes_order_changes_to_reviewers(transactional_db: None,
         communicator.scope["user"] = user
         connected, _ = await communicator.connect()
         assert connected
-        await sync_to_async(make_orders)(1)
+        await sync_to_async(make_orders)(1, numbered=True)
         message = await communicator.receive_json_from(timeout=5)
         await communicator.disconnect()
         return message

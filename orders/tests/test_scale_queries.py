@@ -7,10 +7,8 @@ the benchmark's business (`scripts/bench.py --scale-only`); these tests keep the
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -24,6 +22,7 @@ from orders import selectors
 from orders.admin import INLINE_EVENTS
 from orders.models import Event, Order
 from orders.permissions import REVIEWERS, ensure_groups
+from orders.tests.factories import make_orders
 
 pytestmark = pytest.mark.django_db
 
@@ -51,22 +50,6 @@ def small_cap(monkeypatch: pytest.MonkeyPatch) -> int:
     """Count ended orders only up to 5, so a few rows stand for a table past the cap."""
     monkeypatch.setattr(selectors, "COUNT_CAP", 5)
     return 5
-
-
-def make_orders(count: int, *, state: str = "AWAITING_APPROVAL", prefix: str = "bulk") -> list[Order]:
-    now = timezone.now()
-    return Order.objects.bulk_create(
-        Order(
-            id=f"{prefix}-{uuid.uuid4().hex[:10]}",
-            state=state,
-            items_json=[{"name": "Widget", "price": "29.99", "quantity": 2}],
-            address_json={"street": f"{index} Main St", "city": "NYC", "zip": "10001"},
-            payment_id=f"pay-{uuid.uuid4().hex[:12]}",
-            total=Decimal("59.98"),
-            approval_deadline=now + timedelta(minutes=5),
-        )
-        for index in range(count)
-    )
 
 
 def add_events(order: Order, up_to: int, *, first_type: str = "ORDER_RECEIVED") -> None:
