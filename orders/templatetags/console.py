@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from lifecycle.states import State
 
@@ -54,14 +52,6 @@ def address_line(address: dict[str, Any]) -> str:
 
 
 @register.filter
-def _when(value: Any) -> str:
-    """An ISO timestamp from a payload, as the console shows times (local time, to the second)."""
-    moment = parse_datetime(str(value))
-    if moment is None:
-        return str(value)
-    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
 def event_summary(payload: dict[str, Any]) -> str:
     """The one line a reviewer needs from an event's payload."""
     if not isinstance(payload, dict):
@@ -80,5 +70,5 @@ def event_summary(payload: dict[str, Any]) -> str:
     if "total" in payload:
         parts.append(f"total {payload['total']}")
     if "approval_deadline" in payload:
-        parts.append(f"review due by {_when(payload['approval_deadline'])}")
+        parts.append(f"deadline {payload['approval_deadline']}")
     return "; ".join(parts)
