@@ -1498,6 +1498,22 @@ def drive(stack: Stack, driver: Driver, poller: StatePoller, schedule: FaultSche
         time.sleep(POLL_SECONDS)
 
 
+async def running_workflows(address: str, order_ids: list[str]) -> list[str]:
+    """The orders whose workflow has not closed yet."""
+    from temporalio.client import Client, WorkflowExecutionStatus
+
+    client = await Client.connect(address)
+    limit = asyncio.Semaphore(8)
+
+    async def running(order_id: str) -> bool:
+        async with limit:
+            description = await client.get_workflow_handle(order_id).describe()
+        return description.status == WorkflowExecutionStatus.RUNNING
+
+    flags = await asyncio.gather(*(running(order_id) for order_id in order_ids))
+    return [order_id for order_id, flag in zip(order_ids, flags, strict=True) if flag]
+
+
 def drain(stack: Stack, poller: StatePoller, order_ids: list[str], seconds: float) -> None:
     """No more faults: one calm worker (no crash hook) until every order has ended."""
     stack.replace_worker_with_calm_one()
@@ -1506,8 +1522,12 @@ def drain(stack: Stack, poller: StatePoller, order_ids: list[str], seconds: floa
     while time.monotonic() < deadline:
         stack.supervise_worker(calm=True)
         open_orders = [oid for oid in order_ids if poller.state(oid) not in END_STATES]
+        # An order's last activity writes its end state one workflow task before the workflow
+        # closes: wait for that task too, or the check would catch the workflow still running.
         if not open_orders:
-            return
+            open_orders = asyncio.run(running_workflows(stack.temporal_address, order_ids))
+            if not open_orders:
+                return
         if time.monotonic() - last_report > 10:
             last_report = time.monotonic()
             say(
