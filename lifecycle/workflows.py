@@ -59,6 +59,18 @@ ACTION_NOT_ALLOWED = "ActionNotAllowed"
 # retry skips what an earlier attempt wrote. Orders started before replay on the seven steps.
 GROUPED_STEPS = "grouped-steps"
 
+# Patch id: every step whose writes depend on no Update runs as a *local* activity, inside the
+# workflow task that reaches it, with no activity task and no extra workflow task of its own: the
+# intake (`order_received`, `order_validated`), the child's `package_prepared` and
+# `carrier_dispatched` (after the parent's `dispatch` signal, which is durable history), and
+# `order_shipped` (by then the carrier has the package and every action is refused). A step that
+# follows an accepted Update (the charge after an approval, a cancellation, an address change, a
+# refund) stays a regular activity; see `run_step`. Orders started before replay as they ran.
+LOCAL_STEPS = "local-steps"
+LOCAL_STEP_NAMES = frozenset(
+    {"order_received", "order_validated", "package_prepared", "carrier_dispatched", "order_shipped"}
+)
+
 RETRY_INITIAL_INTERVAL = timedelta(milliseconds=5)
 RETRY_BACKOFF = 2.0
 RETRY_MAX_INTERVAL = timedelta(milliseconds=200)
@@ -77,15 +89,23 @@ def activity_options(tuning: Tuning) -> dict[str, Any]:
     }
 
 
-async def run_step(name: str, arg: Any, tuning: Tuning, *, result_type: type | None = None) -> Any:
-    """Run one step as a regular activity.
+async def run_step(name: str, arg: Any, tuning: Tuning, *, result_type: type | None = None, local: bool = False) -> Any:
+    """Run one step: a regular activity, or with `local` a local activity.
 
-    Not a local activity, although that would save a round trip: a local activity runs inside the
-    workflow task, so its database writes could outlive an Update that the same task accepted and
-    then lost when the worker died (the chaos run caught exactly that). Scheduling a regular
-    activity first completes the task, which makes everything the workflow decided durable.
+    A local activity saves two trips through the server (its activity task and the workflow task
+    that follows it), but it runs inside the workflow task, before that task is complete. Its
+    writes could therefore outlive an Update that the same task accepted and then lost when the
+    worker died: an Update is not history until the task that accepted it completes (the chaos
+    run caught exactly that when every database step was local). A signal is history before any
+    task sees it, so a step that follows a signal is safe. Hence only `LOCAL_STEP_NAMES` are
+    local; a step scheduled because of an accepted Update is a regular activity, scheduled by the
+    completion of the very task that makes the Update durable. A lost task runs its local steps
+    again, and every step is idempotent.
     """
-    return await workflow.execute_activity(name, arg, result_type=result_type, **activity_options(tuning))
+    options = activity_options(tuning)
+    if local:
+        return await workflow.execute_local_activity(name, arg, result_type=result_type, **options)
+    return await workflow.execute_activity(name, arg, result_type=result_type, **options)
 
 
 def event_id(order_id: str, event_type: EventType, sequence: int | None = None) -> str:
@@ -128,11 +148,13 @@ class OrderWorkflow:
         self._payment_status: str | None = None
         self._failure_reason = ""
         self._grouped = False
+        self._local = False
 
     # --- the lifecycle ------------------------------------------------------------------------
     @workflow.run
     async def run(self, order: OrderInput) -> str:
         self._grouped = workflow.patched(GROUPED_STEPS)
+        self._local = workflow.patched(LOCAL_STEPS)
         await self._activity("order_received", order)
         if not await self._validate():
             return await self._end()
@@ -297,7 +319,8 @@ class OrderWorkflow:
         )
 
     async def _activity(self, name: str, arg: Any, *, result_type: type | None = None) -> Any:
-        return await run_step(name, arg, self._order.tuning, result_type=result_type)
+        local = self._local and name in LOCAL_STEP_NAMES
+        return await run_step(name, arg, self._order.tuning, result_type=result_type, local=local)
 
     def _refusal(self, action: Action) -> str:
         return refusal_reason(
@@ -432,8 +455,12 @@ class ShippingWorkflow:
     @workflow.run
     async def run(self, shipping: ShippingInput) -> ShippingResult:
         order_id = shipping.order_id
+        local = workflow.patched(LOCAL_STEPS)
         await run_step(
-            "package_prepared", StepInput(order_id, event_id(order_id, EventType.PACKAGE_PREPARED)), shipping.tuning
+            "package_prepared",
+            StepInput(order_id, event_id(order_id, EventType.PACKAGE_PREPARED)),
+            shipping.tuning,
+            local=local,
         )
         parent = workflow.info().parent
         parent_handle = workflow.get_external_workflow_handle(parent.workflow_id) if parent else None
@@ -452,6 +479,7 @@ class ShippingWorkflow:
                 ),
                 shipping.tuning,
                 result_type=str,
+                local=local,
             )
         except STEP_ERRORS as err:
             refused = business_error(err, DISPATCH_REFUSED)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from temporalio.api.enums.v1 import EventType
 
 from lifecycle.types import OrderInput, Tuning
 from lifecycle.workflows import OrderWorkflow
@@ -85,6 +86,36 @@ def test_seed_order_completes_with_one_row_per_fact_in_every_table(api: Client, 
     result = temporal.run(temporal.client.get_workflow_handle(order_id).result())
     assert result == "COMPLETED"
     record_history(temporal, order_id, "happy_path")
+
+
+def history_steps(temporal: Any, workflow_id: str) -> tuple[list[str], int]:
+    """The activity tasks a workflow scheduled, by name, and how many local activities it ran."""
+    history = temporal.run(temporal.client.get_workflow_handle(workflow_id).fetch_history())
+    scheduled = [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    local = sum(
+        1
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and event.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    )
+    return scheduled, local
+
+
+def test_only_the_step_after_the_approval_update_is_an_activity_task(api: Client, workers: Any, temporal: Any) -> None:
+    """The charge follows an Update, so it is scheduled by the task that made the Update durable;
+    the steps that depend on no Update run as local activities (lifecycle.workflows.LOCAL_STEPS)."""
+    order_id = new_order_id()
+    start(api, order_id)
+    assert act(api, order_id, "approve").status_code == 202
+    assert temporal.run(temporal.client.get_workflow_handle(order_id).result()) == "COMPLETED"
+
+    assert history_steps(temporal, order_id) == (["payment_charged"], 3)  # received, validated, shipped
+    assert history_steps(temporal, f"shipping-{order_id}") == ([], 2)  # prepared, dispatched
+    assert event_types(order_id) == HAPPY_EVENTS
 
 
 def test_approval_sent_before_review_is_remembered(api: Client, workers: Any) -> None:
