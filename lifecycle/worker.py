@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from lifecycle.activities import ORDER_ACTIVITIES, SHIPPING_ACTIVITIES
@@ -30,6 +30,20 @@ class WorkerConfig:
     # Workflows kept in memory between tasks; beyond this the least recent are evicted and
     # replayed from history when they next wake, which bounds a worker's memory.
     max_cached_workflows: int = 1000
+    # Run workflow code inside Temporal's sandbox (see `workflow_runner`).
+    sandbox: bool = True
+
+
+def workflow_runner(sandbox: bool) -> WorkflowRunner:
+    """The sandbox re-checks every workflow task for clocks, randomness and I/O; without it the
+    same code runs directly. Either way the tests replay recorded histories in the full sandbox."""
+    if not sandbox:
+        return UnsandboxedWorkflowRunner()
+    # Modules pass through the sandbox instead of being re-imported for every workflow run: the
+    # workflow code imports only deterministic modules of its own and temporalio, and the
+    # sandbox's restrictions (no clock, no randomness, no I/O) still apply. Measured: about
+    # 90 ms less per order at concurrency 1 and 15 % less worker CPU (docs/performance.md).
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
 
 
 def build_workers(
@@ -40,13 +54,7 @@ def build_workers(
         "max_concurrent_activities": config.activity_threads,
         "graceful_shutdown_timeout": timedelta(seconds=config.grace_seconds),
         "max_cached_workflows": config.max_cached_workflows,
-        # Modules pass through the sandbox instead of being re-imported for every workflow run: the
-        # workflow code imports only deterministic modules of its own and temporalio, and the
-        # sandbox's restrictions (no clock, no randomness, no I/O) still apply. Measured: about
-        # 90 ms less per order at concurrency 1 and 15 % less worker CPU (docs/performance.md).
-        "workflow_runner": SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
-        ),
+        "workflow_runner": workflow_runner(config.sandbox),
     }
     workers = []
     if "order" in queues:

@@ -164,6 +164,7 @@ TEMPORAL_UPDATE_TIMEOUT_SECONDS = env.float("TEMPORAL_UPDATE_TIMEOUT_SECONDS", d
 WORKER_GRACE_SECONDS = env.float("WORKER_GRACE_SECONDS", default=10.0)
 WORKER_ACTIVITY_THREADS = env.int("WORKER_ACTIVITY_THREADS", default=20)
 WORKER_MAX_CACHED_WORKFLOWS = env.int("WORKER_MAX_CACHED_WORKFLOWS", default=1000)
+WORKFLOW_SANDBOX = env.bool("WORKFLOW_SANDBOX", default=True)
 
 # --- Security headers (production values apply whenever DEBUG is off) -----------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -43,6 +43,7 @@ class Command(TemporalCommand):
             activity_threads=options["threads"],
             grace_seconds=options["grace"],
             max_cached_workflows=settings.WORKER_MAX_CACHED_WORKFLOWS,
+            sandbox=settings.WORKFLOW_SANDBOX,
         )
         try:
             asyncio.run(self._run(options["address"], options["namespace"], options["connect_timeout"], queues, config))
