@@ -28,6 +28,7 @@ from lifecycle.validation import address_problems, order_id_problem, text_proble
 from orders import selectors, services
 from orders.actions import Verdict, idempotency_key_problem, order_act
 from orders.models import Order
+from orders.permissions import holds_permission
 from orders.tokens import token_authenticate
 from orders.workflow_start import order_workflow_start
 
@@ -222,7 +223,7 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 # --- helpers ---------------------------------------------------------------------------------
 async def _require(request: HttpRequest, permission: str) -> None:
-    if not await sync_to_async(request.user.has_perm)(permission):
+    if not await sync_to_async(holds_permission)(request.user, permission):
         raise ApiError(403, f"your account lacks the permission {permission}")
 
 

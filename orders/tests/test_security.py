@@ -34,7 +34,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from orders.models import ApiToken, ConsoleSubmission, Event, Order, Payment
-from orders.permissions import API_CLIENTS, REVIEWERS, ensure_groups
+from orders.permissions import API_CLIENTS, REVIEWERS, ensure_groups, holds_permission
 from orders.tests.factories import new_order_id, order_body, wait_for_state
 from orders.tokens import token_authenticate, token_create
 
@@ -609,6 +609,24 @@ def test_every_api_door_refuses_who_lacks_the_permission_and_writes_nothing(
         body = assert_refused(response, 401 if persona == "anonymous" else 403)
         assert ("token" if persona == "anonymous" else "permission") in body["detail"]
     assert written() == before
+
+
+def test_the_apis_one_query_permission_check_agrees_with_has_perm(db: None) -> None:
+    ensure_groups()
+    direct = user_with("direct", "approve_order")
+    grouped = user_with("grouped")
+    grouped.groups.add(Group.objects.get(name=API_CLIENTS))
+    inactive = user_with("inactive", "approve_order")
+    inactive.is_active = False
+    inactive.save()
+    superuser = User.objects.create_superuser("root", password=PASSWORD)
+    nobody = user_with("nobody")
+    permissions = ["orders.approve_order", "orders.add_order", "orders.delete_event", "auth.add_user", "nonsense"]
+    for user in (direct, grouped, inactive, superuser, nobody):
+        for permission in permissions:
+            fresh = User.objects.get(pk=user.pk)  # has_perm caches per user object
+            assert holds_permission(fresh, permission) == fresh.has_perm(permission), (user.username, permission)
+    assert holds_permission(grouped, "orders.add_order") and not holds_permission(direct, "orders.add_order")
 
 
 @pytest.mark.parametrize("persona", PERSONAS)
