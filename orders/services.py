@@ -112,15 +112,15 @@ def record_transition(
     Returns False when the event already exists (the activity ran before); nothing is written then.
     """
     now = timezone.now()
+    fields: dict[str, Any] = {"updated_at": now, **(order_fields or {})}
+    if state is not None:
+        fields["state"] = state
     try:
         with transaction.atomic():
-            if Event.objects.filter(id=event_id).exists():
-                return False
-            fields: dict[str, Any] = {"updated_at": now, **(order_fields or {})}
-            if state is not None:
-                fields["state"] = state
-            Order.objects.filter(id=order_id).update(**fields)
+            # The event first: a repeat collides on its deterministic id before anything changes,
+            # which spares the common, first run a look-up.
             Event.objects.create(id=event_id, order_id=order_id, type=event_type, payload_json=payload, timestamp=now)
+            Order.objects.filter(id=order_id).update(**fields)
     except IntegrityError:
         if Event.objects.filter(id=event_id).exists():
             return False
