@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from lifecycle.states import State
 
@@ -51,6 +53,14 @@ def address_line(address: dict[str, Any]) -> str:
     return ", ".join(str(part) for part in [*main, *extra] if part)
 
 
+def _moment(value: Any) -> str:
+    """An ISO timestamp from an event's payload, in the console's time zone, to the second."""
+    moment = parse_datetime(str(value))
+    if moment is None:
+        return str(value)
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
 @register.filter
 def event_summary(payload: dict[str, Any]) -> str:
     """The one line a reviewer needs from an event's payload."""
@@ -70,5 +80,5 @@ def event_summary(payload: dict[str, Any]) -> str:
     if "total" in payload:
         parts.append(f"total {payload['total']}")
     if "approval_deadline" in payload:
-        parts.append(f"deadline {payload['approval_deadline']}")
+        parts.append(f"review due by {_moment(payload['approval_deadline'])}")
     return "; ".join(parts)

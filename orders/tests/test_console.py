@@ -115,6 +115,22 @@ def test_order_page_runs_a_fixed_number_of_queries(db: None) -> None:
     assert len(before) == len(after)
 
 
+def test_the_timeline_shows_when_review_is_due_in_words(db: None) -> None:
+    client = console_for(reviewer())
+    order = make_orders(1, numbered=True)[0]
+    Event.objects.create(
+        id=f"{order.id}:ORDER_VALIDATED",
+        order=order,
+        type="ORDER_VALIDATED",
+        payload_json={"approval_deadline": "2026-11-27T13:45:12.345678+00:00"},
+        timestamp=timezone.now(),
+    )
+    page = client.get(f"/review/orders/{order.id}/").content.decode()
+    assert 'id="timeline"' in page
+    assert "review due by 2026-11-27 13:45:12 UTC" in page
+    assert "2026-11-27T13:45:12" not in page.split('id="timeline"', 1)[1]
+
+
 def test_a_viewer_sees_no_action_buttons(db: None) -> None:
     order = make_orders(1, numbered=True)[0]
     client = console_for(viewer())
