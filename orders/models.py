@@ -55,7 +55,12 @@ class Order(models.Model):
 class Payment(models.Model):
     payment_id = models.CharField(max_length=255, primary_key=True)
     order = models.ForeignKey(
-        Order, on_delete=models.PROTECT, db_column="order_id", related_name="payments", db_constraint=True
+        Order,
+        on_delete=models.PROTECT,
+        db_column="order_id",
+        related_name="payments",
+        db_constraint=True,
+        db_index=False,  # idx_payments_order_id below is the index (the seed's name)
     )
     status = models.CharField(
         max_length=255, choices=[(s.value, s.value) for s in PaymentStatus], default=PaymentStatus.PENDING
@@ -76,7 +81,10 @@ class Event(models.Model):
     """Immutable audit log: rows are only ever inserted, never updated or deleted."""
 
     id = models.CharField(max_length=255, primary_key=True)
-    order = models.ForeignKey(Order, on_delete=models.PROTECT, db_column="order_id", related_name="events")
+    # idx_events_order_id below is the index (the seed's name); a second, automatic one only cost writes.
+    order = models.ForeignKey(
+        Order, on_delete=models.PROTECT, db_column="order_id", related_name="events", db_index=False
+    )
     type = models.CharField(max_length=255, choices=[(t.value, t.value) for t in EventType])
     payload_json = models.JSONField(default=dict)
     timestamp = models.DateTimeField()

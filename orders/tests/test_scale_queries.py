@@ -271,3 +271,18 @@ def test_a_reviewer_sees_the_event_count_without_a_link_they_may_not_follow() ->
     assert f"30 (the latest {INLINE_EVENTS} are listed below)" in html
     assert "/admin/orders/event/" not in html
     assert client.get("/admin/orders/event/").status_code == 403
+
+
+@pytest.mark.parametrize(("table", "index"), [("events", "idx_events_order_id"), ("payments", "idx_payments_order_id")])
+def test_each_order_id_column_has_one_index_the_seeds(table: str, index: str) -> None:
+    """A second index on the same column costs every insert and serves no read."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, table)
+    on_order_id = sorted(
+        name
+        for name, info in constraints.items()
+        if info["index"] and info["columns"] == ["order_id"] and not info["primary_key"] and not info["foreign_key"]
+    )
+    assert on_order_id == [index]
