@@ -1456,10 +1456,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="two worker processes per task queue, at the highest concurrency [on in full runs]",
     )  # fmt: skip
     parser.add_argument("--skip-scale-out", action="store_true", help="no scale-out phase")
-    parser.add_argument("--rounds", type=int, default=1,
+    parser.add_argument("--rounds", type=int, default=None,
                         help="paired rounds at the highest concurrency: the floor and ours alternate, and the "
                         "throughput ratio is the median of the rounds' ratios (steadier on a machine whose "
-                        "speed drifts) [1]")  # fmt: skip
+                        "speed drifts) [3; 1 with --quick]")  # fmt: skip
     parser.add_argument("--backlog", type=int, default=None,
                         help="orders left waiting for approval to measure the worker's memory; 0: none "
                         f"[{BACKLOG_ORDERS}; 0 with --quick]")  # fmt: skip
@@ -1488,6 +1488,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     if args.orders < 1 or not args.concurrency or min(args.concurrency + args.flaky_concurrency) < 1:
         parser.error("--orders and every concurrency must be at least 1")
+    args.rounds = args.rounds if args.rounds is not None else (1 if args.quick or args.scale_only else 3)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     if args.scale_out and args.skip_scale_out:
