@@ -530,7 +530,9 @@ class Driver:
 
 
 def _already_approved(reply: Reply) -> bool:
-    return reply.status == 409 and "already approved" in reply.detail
+    """A 409 that proves an approval was applied: it says so, or the order has since completed (only
+    an approved order can). An approval retried through 503s can arrive after the order finished."""
+    return reply.status == 409 and ("already approved" in reply.detail or "has ended (COMPLETED)" in reply.detail)
 
 
 def _cancel_taken(reply: Reply) -> bool:
