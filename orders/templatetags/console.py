@@ -55,8 +55,11 @@ def address_line(address: dict[str, Any]) -> str:
 
 def _moment(value: Any) -> str:
     """An ISO timestamp from an event's payload, in the console's time zone, to the second."""
-    moment = parse_datetime(str(value))
-    if moment is None:
+    try:
+        moment = parse_datetime(str(value))
+    except ValueError:  # well formatted but not a valid date
+        moment = None
+    if moment is None or timezone.is_naive(moment):
         return str(value)
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
 

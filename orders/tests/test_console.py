@@ -131,6 +131,13 @@ def test_the_timeline_shows_when_review_is_due_in_words(db: None) -> None:
     assert "2026-11-27T13:45:12" not in page.split('id="timeline"', 1)[1]
 
 
+@pytest.mark.parametrize("odd", ["2026-11-27T13:45:12", "2026-13-45T99:99:99+00:00", "soon", None])
+def test_a_deadline_that_is_no_aware_date_is_shown_as_stored(odd: Any) -> None:
+    from orders.templatetags.console import event_summary
+
+    assert event_summary({"approval_deadline": odd}) == f"review due by {odd}"
+
+
 def test_a_viewer_sees_no_action_buttons(db: None) -> None:
     order = make_orders(1, numbered=True)[0]
     client = console_for(viewer())
