@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,18 +16,12 @@ from typing import Any
 
 import pytest
 
-from orders.tests.factories import new_order_id, order_body
+from orders.tests.factories import free_port, new_order_id, order_body, wait_until
 
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_SECONDS = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def listening(port: int) -> bool:
@@ -65,11 +58,12 @@ def test_make_run_serves_an_order_end_to_end_and_ctrl_c_stops_everything(tmp_pat
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + START_SECONDS
-        while f"http://localhost:{web}" not in log_path.read_text() or not listening(web):
+
+        def up() -> bool:
             assert stack.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.5)
+            return f"http://localhost:{web}" in log_path.read_text() and listening(web)
+
+        wait_until(up, timeout=START_SECONDS, interval=0.5, what="make run to come up")
         banner = log_path.read_text()
         credentials = json.loads((tmp_path / "data" / "dev-credentials.json").read_text())
         assert credentials["api_token"] in banner and "admin" in banner
@@ -82,9 +76,12 @@ def test_make_run_serves_an_order_end_to_end_and_ctrl_c_stops_everything(tmp_pat
         assert status == 201, body
         status, body = call("POST", f"{base}/orders/{order_id}/signals/approve", token)
         assert status == 202, body
-        while (state := call("GET", f"{base}/orders/{order_id}/status", token)[1]["state"]) != "COMPLETED":
-            assert time.monotonic() < deadline + 60, state
-            time.sleep(0.2)
+        wait_until(
+            lambda: call("GET", f"{base}/orders/{order_id}/status", token)[1]["state"] == "COMPLETED",
+            timeout=60,
+            interval=0.2,
+            what=f"{order_id} to complete",
+        )
 
         stack.send_signal(signal.SIGINT)
         assert stack.wait(timeout=60) == 0, log_path.read_text()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from orders.tests.factories import new_order_id, order_body, wait_for_state, wait_until
+from orders.tests.factories import free_port, new_order_id, order_body, wait_for_state, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -46,12 +45,6 @@ def _require_chromium() -> None:
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: CI must install Debian's chromium package")
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -89,7 +82,7 @@ def stack(django_db_setup: None, django_db_blocker: Any, temporal: Any, tmp_path
     with django_db_blocker.unblock():
         db_url = database_url()
     suffix = uuid.uuid4().hex[:8]
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": db_url,
