@@ -89,8 +89,11 @@ def activity_options(tuning: Tuning) -> dict[str, Any]:
     }
 
 
-async def run_step(name: str, arg: Any, tuning: Tuning, *, result_type: type | None = None, local: bool = False) -> Any:
-    """Run one step: a regular activity, or with `local` a local activity.
+async def run_step(
+    name: str, arg: Any, tuning: Tuning, *, result_type: type | None = None, local_steps: bool = False
+) -> Any:
+    """Run one step: a regular activity, or a local one if it is in `LOCAL_STEP_NAMES` and the
+    workflow runs with `local_steps` (patch LOCAL_STEPS).
 
     A local activity saves two trips through the server (its activity task and the workflow task
     that follows it), but it runs inside the workflow task, before that task is complete. Its
@@ -103,7 +106,7 @@ async def run_step(name: str, arg: Any, tuning: Tuning, *, result_type: type | N
     again, and every step is idempotent.
     """
     options = activity_options(tuning)
-    if local:
+    if local_steps and name in LOCAL_STEP_NAMES:
         return await workflow.execute_local_activity(name, arg, result_type=result_type, **options)
     return await workflow.execute_activity(name, arg, result_type=result_type, **options)
 
@@ -319,8 +322,7 @@ class OrderWorkflow:
         )
 
     async def _activity(self, name: str, arg: Any, *, result_type: type | None = None) -> Any:
-        local = self._local and name in LOCAL_STEP_NAMES
-        return await run_step(name, arg, self._order.tuning, result_type=result_type, local=local)
+        return await run_step(name, arg, self._order.tuning, result_type=result_type, local_steps=self._local)
 
     def _refusal(self, action: Action) -> str:
         return refusal_reason(
@@ -455,12 +457,12 @@ class ShippingWorkflow:
     @workflow.run
     async def run(self, shipping: ShippingInput) -> ShippingResult:
         order_id = shipping.order_id
-        local = workflow.patched(LOCAL_STEPS)
+        local_steps = workflow.patched(LOCAL_STEPS)
         await run_step(
             "package_prepared",
             StepInput(order_id, event_id(order_id, EventType.PACKAGE_PREPARED)),
             shipping.tuning,
-            local=local,
+            local_steps=local_steps,
         )
         parent = workflow.info().parent
         parent_handle = workflow.get_external_workflow_handle(parent.workflow_id) if parent else None
@@ -479,7 +481,7 @@ class ShippingWorkflow:
                 ),
                 shipping.tuning,
                 result_type=str,
-                local=local,
+                local_steps=local_steps,
             )
         except STEP_ERRORS as err:
             refused = business_error(err, DISPATCH_REFUSED)
