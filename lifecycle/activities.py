@@ -240,4 +240,5 @@ ORDER_ACTIVITIES = [
     order_cancelled,
     order_failed,
 ]
-SHIPPING_ACTIVITIES = [package_prepared, carrier_dispatched]
+# update_order_address too: the shipping child applies address changes until it dispatches.
+SHIPPING_ACTIVITIES = [package_prepared, carrier_dispatched, update_order_address]

@@ -26,7 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from lifecycle.states import Action
 from lifecycle.types import ActionResult, ActorRequest, AddressChange, OrderInput, StatusView, Tuning
-from lifecycle.workflows import OrderWorkflow
+from lifecycle.workflows import ASK_SHIPPING, OrderWorkflow, shipping_workflow_id
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Client] = weakref.WeakKeyDictionary()
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
@@ -116,7 +116,6 @@ async def send_action(
     TemporalUnavailable when no verdict came within TEMPORAL_UPDATE_TIMEOUT_SECONDS in all.
     """
     client = await get_client()
-    handle = client.get_workflow_handle(order_id)
     payload: ActorRequest | AddressChange
     if action is Action.UPDATE_ADDRESS:
         payload = AddressChange(address=address or {}, actor=actor, via=via)
@@ -124,15 +123,10 @@ async def send_action(
         payload = ActorRequest(actor=actor, reason=reason, via=via)
     budget = settings.TEMPORAL_UPDATE_TIMEOUT_SECONDS
     try:
-        # One deadline for the whole call: an Update can take two RPCs (admission, then result).
+        # One deadline for the whole call: an Update can take two RPCs (admission, then result),
+        # and one more workflow when the order's shipping child decides.
         async with asyncio.timeout(budget):
-            return await handle.execute_update(
-                UPDATE_NAMES[action],
-                payload,
-                id=update_id,
-                result_type=ActionResult,
-                rpc_timeout=timedelta(seconds=budget),
-            )
+            return await _deliver(client, order_id, UPDATE_NAMES[action], payload, update_id, budget)
     except TimeoutError as err:
         raise TemporalUnavailable(
             f"the order's workflow did not answer within {budget:g} s; check its status before retrying"
@@ -151,6 +145,39 @@ async def send_action(
         if err.status == RPCStatusCode.NOT_FOUND:
             raise ActionRefused("the order's workflow has ended") from err
         raise TemporalUnavailable(f"Temporal did not deliver the action: {err.message}") from err
+
+
+SHIPPING_RETRY_S = 0.05
+
+
+async def _deliver(
+    client: Client, order_id: str, name: str, payload: Any, update_id: str | None, budget: float
+) -> ActionResult:
+    """The Update to the order's workflow, or to its shipping child when the order says so.
+
+    While the child decides (lifecycle.workflows.CHILD_CUTOFF) the order answers ASK_SHIPPING
+    without recording anything, so the same update id goes on to the child. A child not started
+    yet or already finished is NOT_FOUND: then the order is asked again a moment later, and by
+    then it either has the child's outcome or has the child running. The caller's deadline bounds
+    the loop.
+    """
+    while True:
+        try:
+            return await client.get_workflow_handle(order_id).execute_update(
+                name, payload, id=update_id, result_type=ActionResult, rpc_timeout=timedelta(seconds=budget)
+            )
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            if not (isinstance(cause, ApplicationError) and cause.type == ASK_SHIPPING):
+                raise
+        try:
+            return await client.get_workflow_handle(shipping_workflow_id(order_id)).execute_update(
+                name, payload, id=update_id, result_type=ActionResult, rpc_timeout=timedelta(seconds=budget)
+            )
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+        await asyncio.sleep(SHIPPING_RETRY_S)
 
 
 async def query_status(order_id: str) -> StatusView:

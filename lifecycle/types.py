@@ -101,6 +101,11 @@ class ShippingInput:
     order_id: str
     address: dict[str, Any]
     tuning: Tuning = field(default_factory=Tuning)
+    # True (patch CHILD_CUTOFF): the child decides cancel and address changes until it dispatches,
+    # with no hand-shake. False: a child started before, which waits for the parent's `dispatch`.
+    owns_cutoff: bool = False
+    # With owns_cutoff: address changes the parent already made (numbers the child's events after them).
+    address_changes: int = 0
 
 
 @dataclass
@@ -124,6 +129,11 @@ class ShippingResult:
     dispatched: bool
     detail: str = ""
     tracking_number: str = ""
+    # A child that owns the cut-off reports what it accepted: a cancellation (then nothing was
+    # dispatched), and the address it ended with after the address changes it applied.
+    cancel: ActorRequest | None = None
+    address: dict[str, Any] | None = None
+    address_changes: int = 0
 
 
 @dataclass

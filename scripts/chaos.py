@@ -929,8 +929,8 @@ class Check:
 
 @dataclass
 class History:
-    """What one order workflow's Temporal history says: its charge attempts, its workflow tasks,
-    the actions it accepted and how it ended."""
+    """What one order workflow's Temporal history (with its shipping child's) says: its charge
+    attempts, its workflow tasks, the actions it accepted and how it ended."""
 
     attempts: int = 0  # of payment_charged
     last_failure_timeout: bool = False
@@ -965,8 +965,32 @@ async def fetch_histories(address: str, order_ids: list[str]) -> dict[str, Histo
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW: "CONTINUED_AS_NEW",
     }
 
+    async def child_updates(order_id: str, found: History) -> None:
+        """The shipping child decides cancel and address changes while the order ships: its
+        accepted Updates count as the order's, and its workflow tasks as well."""
+        from temporalio.service import RPCError, RPCStatusCode
+
+        try:
+            async with limit:
+                history = await client.get_workflow_handle(f"shipping-{order_id}").fetch_history()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return  # the order never shipped
+            raise
+        for event in history.events:
+            kind = event.event_type
+            if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+                accepted = event.workflow_execution_update_accepted_event_attributes
+                found.updates_accepted.append(accepted.accepted_request.input.name)
+            elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+                attempt = event.workflow_task_scheduled_event_attributes.attempt
+                found.workflow_task_max_attempt = max(found.workflow_task_max_attempt, attempt)
+            elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+                found.workflow_task_timeouts += 1
+
     async def one(order_id: str) -> tuple[str, History]:
         found = History()
+        await child_updates(order_id, found)
         async with limit:
             history = await client.get_workflow_handle(order_id).fetch_history()
         names: dict[int, str] = {}

@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 from django.test import Client
 from temporalio.api.enums.v1 import EventType
+from temporalio.service import RPCError
 
+from lifecycle.states import Action
 from lifecycle.types import OrderInput, Tuning
 from lifecycle.workflows import OrderWorkflow
+from orders.actions import update_id_for
 from orders.models import Event, Order, Payment, ProviderCharge
 from orders.tests.factories import new_order_id, order_body, wait_for_state, wait_until
 
@@ -105,16 +108,32 @@ def history_steps(temporal: Any, workflow_id: str) -> tuple[list[str], int]:
     return scheduled, local
 
 
-def test_only_the_step_after_the_approval_update_is_an_activity_task(api: Client, workers: Any, temporal: Any) -> None:
+def test_only_the_steps_after_a_decision_are_activity_tasks(api: Client, workers: Any, temporal: Any) -> None:
     """The charge follows an Update, so it is scheduled by the task that made the Update durable;
-    the steps that depend on no Update run as local activities (lifecycle.workflows.LOCAL_STEPS)."""
+    the dispatch is scheduled by the task that closes the cut-off; every other step runs as a local
+    activity (lifecycle.workflows.LOCAL_STEPS, CHILD_CUTOFF). No signal passes between the order
+    and its shipping child, and the order records one patch marker."""
     order_id = new_order_id()
     start(api, order_id)
     assert act(api, order_id, "approve").status_code == 202
     assert temporal.run(temporal.client.get_workflow_handle(order_id).result()) == "COMPLETED"
 
     assert history_steps(temporal, order_id) == (["payment_charged"], 3)  # received, validated, shipped
-    assert history_steps(temporal, f"shipping-{order_id}") == ([], 2)  # prepared, dispatched
+    assert history_steps(temporal, f"shipping-{order_id}") == (["carrier_dispatched"], 1)  # prepared
+    for workflow_id in (order_id, f"shipping-{order_id}"):
+        kinds = [
+            event.event_type
+            for event in temporal.run(temporal.client.get_workflow_handle(workflow_id).fetch_history()).events
+        ]
+        assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED not in kinds
+        assert EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED not in kinds
+    patches = [
+        event.marker_recorded_event_attributes.marker_name
+        for event in temporal.run(temporal.client.get_workflow_handle(order_id).fetch_history()).events
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and event.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+    assert len(patches) == 1
     assert event_types(order_id) == HAPPY_EVENTS
 
 
@@ -153,8 +172,64 @@ def test_cancel_before_payment_moves_no_money(api: Client, workers: Any, tempora
     record_history(temporal, order_id, "cancel_before_payment")
 
 
+def update_admitted(temporal: Any, workflow_id: str, update_id: str) -> bool:
+    """Whether Temporal holds the Update `update_id` for `workflow_id` (admitted, maybe not yet seen)."""
+    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage
+    from temporalio.api.update.v1 import UpdateRef, WaitPolicy
+    from temporalio.api.workflowservice.v1 import PollWorkflowExecutionUpdateRequest
+
+    request = PollWorkflowExecutionUpdateRequest(
+        namespace=temporal.client.namespace,
+        update_ref=UpdateRef(workflow_execution=WorkflowExecution(workflow_id=workflow_id), update_id=update_id),
+        wait_policy=WaitPolicy(
+            lifecycle_stage=UpdateWorkflowExecutionLifecycleStage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED
+        ),
+    )
+    try:
+        temporal.run(temporal.client.workflow_service.poll_workflow_execution_update(request))
+    except RPCError:
+        return False
+    return True
+
+
+def act_while_shipping_worker_is_late(
+    api: Client, temporal: Any, queues: Any, order_id: str, action: Action, body: dict[str, Any]
+) -> Any:
+    """Send `action` once the order waits for a shipping worker after payment (its child started,
+    not yet run), wait until Temporal holds it for the child, then start a shipping worker: the
+    child's first task takes the action, before the cut-off. The API's response."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import RunningWorkers
+
+    wait_for_state(order_id, "PAYMENT_CHARGED")
+    key = f"{action.value}-while-no-shipping-worker"
+    path = {Action.CANCEL: "cancel", Action.UPDATE_ADDRESS: "update-address"}[action]
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(
+            lambda: api.post(
+                f"/orders/{order_id}/signals/{path}",
+                body,
+                content_type="application/json",
+                headers={"Idempotency-Key": key},
+            )
+        )
+        update_id = update_id_for(action=action, actor="api-client", key=key, address=body.get("address"))
+        wait_until(lambda: update_admitted(temporal, f"shipping-{order_id}", update_id), what="the action at the child")
+        shipping_worker = RunningWorkers(temporal, queues, ("shipping",))
+        shipping_worker.start()
+        try:
+            response = pending.result(timeout=30)
+            wait_for_state(order_id, "CANCELLED" if action is Action.CANCEL else "COMPLETED")
+        finally:
+            shipping_worker.stop()
+    return response
+
+
 def test_cancel_after_payment_refunds_exactly_once(api: Client, queues: Any, temporal: Any) -> None:
-    """Only the order worker runs, so the order waits after payment for a shipping worker."""
+    """Only the order worker runs, so the order waits after payment for a shipping worker. The
+    shipping child decides a cancel while the order ships; it takes it and never dispatches."""
     from conftest import RunningWorkers
 
     order_worker = RunningWorkers(temporal, queues, ("order",))
@@ -164,16 +239,8 @@ def test_cancel_after_payment_refunds_exactly_once(api: Client, queues: Any, tem
         body = order_body()
         start(api, order_id, body)
         act(api, order_id, "approve")
-        wait_for_state(order_id, "PAYMENT_CHARGED")
-        response = act(api, order_id, "cancel")
+        response = act_while_shipping_worker_is_late(api, temporal, queues, order_id, Action.CANCEL, {})
         assert response.status_code == 202, response.json()
-        # The shipping worker arrives late: the child prepares, then is told to abort.
-        shipping_worker = RunningWorkers(temporal, queues, ("shipping",))
-        shipping_worker.start()
-        try:
-            wait_for_state(order_id, "CANCELLED")
-        finally:
-            shipping_worker.stop()
     finally:
         order_worker.stop()
     assert Payment.objects.get(order_id=order_id).status == "REFUNDED"
@@ -182,6 +249,38 @@ def test_cancel_after_payment_refunds_exactly_once(api: Client, queues: Any, tem
     types = event_types(order_id)
     assert types[-2:] == ["PAYMENT_REFUNDED", "ORDER_CANCELLED"]
     assert "CARRIER_DISPATCHED" not in types
+    assert Event.objects.get(order_id=order_id, type="ORDER_CANCELLED").payload_json["actor"] == "api-client"
+    record_history(temporal, order_id, "cancel_while_shipping")
+
+
+def test_address_change_while_shipping_reaches_the_carrier(api: Client, queues: Any, temporal: Any) -> None:
+    """The order takes the first change, its shipping child the second; events are numbered on."""
+    from conftest import RunningWorkers
+
+    first = {"street": "1 First St", "city": "LA", "zip": "90001"}
+    second = {"street": "2 Second St", "city": "SF", "zip": "94105"}
+    order_worker = RunningWorkers(temporal, queues, ("order",))
+    order_worker.start()
+    try:
+        order_id = new_order_id()
+        start(api, order_id)
+        wait_for_state(order_id, "AWAITING_APPROVAL")
+        assert act(api, order_id, "update-address", {"address": first}).status_code == 202
+        act(api, order_id, "approve")
+        response = act_while_shipping_worker_is_late(
+            api, temporal, queues, order_id, Action.UPDATE_ADDRESS, {"address": second}
+        )
+        assert response.status_code == 202, response.json()
+        # The order learns the child's final address from its result.
+        status = temporal.run(temporal.client.get_workflow_handle(order_id).query(OrderWorkflow.status))
+        assert status.address == second
+    finally:
+        order_worker.stop()
+    assert Order.objects.get(id=order_id).address_json == second
+    changes = Event.objects.filter(order_id=order_id, type="ADDRESS_UPDATED").order_by("id")
+    assert [(e.id.rsplit(":", 1)[-1], e.payload_json["new"]) for e in changes] == [("1", first), ("2", second)]
+    assert changes[1].payload_json["old"] == first
+    assert Event.objects.get(order_id=order_id, type="CARRIER_DISPATCHED").payload_json["address"] == second
 
 
 def test_address_change_before_dispatch_reaches_the_carrier(api: Client, workers: Any) -> None:
@@ -206,7 +305,8 @@ def test_address_change_before_dispatch_reaches_the_carrier(api: Client, workers
 def test_cancel_and_address_change_are_refused_once_the_carrier_has_the_package(
     api: Client, queues: Any, temporal: Any
 ) -> None:
-    """A shipping worker that cannot dispatch holds the order right after the cut-off."""
+    """A shipping worker that cannot dispatch holds the order right after the cut-off: the child
+    has scheduled the dispatch, so it refuses both, and the order passes them on to it."""
     from concurrent.futures import ThreadPoolExecutor
 
     from temporalio.worker import Worker
@@ -237,12 +337,15 @@ def test_cancel_and_address_change_are_refused_once_the_carrier_has_the_package(
         order_id = new_order_id()
         start(api, order_id)
         act(api, order_id, "approve")
-        wait_until(
-            lambda: (
-                temporal.run(temporal.client.get_workflow_handle(order_id).query(OrderWorkflow.status)).dispatch_started
-            ),
-            what="the dispatch cut-off",
-        )
+
+        def dispatch_started() -> bool:
+            shipping = temporal.client.get_workflow_handle(f"shipping-{order_id}")
+            try:
+                return bool(temporal.run(shipping.query(ShippingWorkflow.dispatch_started)))
+            except RPCError:  # the child is not started yet
+                return False
+
+        wait_until(dispatch_started, what="the dispatch cut-off")
         cancel = act(api, order_id, "cancel")
         assert cancel.status_code == 409
         assert "dispatched" in cancel.json()["detail"]
@@ -309,6 +412,52 @@ def test_the_seeds_signals_work_without_payload(api: Client, workers: Any, tempo
     wait_for_state(order_id, "COMPLETED")
     assert Order.objects.get(id=order_id).address_json["street"] == "9 Signal Rd"
     assert Event.objects.get(order_id=order_id, type="ORDER_APPROVED").payload_json["actor"] == "temporal-signal"
+
+
+def test_a_seed_cancel_signal_while_shipping_goes_on_to_the_shipping_child(
+    api: Client, queues: Any, temporal: Any
+) -> None:
+    """`temporal workflow signal --name cancel_order` on the order, while its child decides."""
+    from conftest import RunningWorkers
+
+    order_worker = RunningWorkers(temporal, queues, ("order",))
+    order_worker.start()
+    try:
+        order_id = new_order_id()
+        start(api, order_id)
+        act(api, order_id, "approve")
+        wait_for_state(order_id, "PAYMENT_CHARGED")
+        child = temporal.client.get_workflow_handle(f"shipping-{order_id}")
+
+        def child_signalled() -> bool:
+            try:
+                events = temporal.run(child.fetch_history()).events
+            except RPCError:  # not started yet
+                return False
+            return any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED for e in events)
+
+        wait_until(lambda: child_exists(temporal, child), what="the shipping child to start")
+        temporal.run(temporal.client.get_workflow_handle(order_id).signal("cancel_order"))
+        wait_until(child_signalled, what="the cancel passed on to the child")
+        shipping_worker = RunningWorkers(temporal, queues, ("shipping",))
+        shipping_worker.start()
+        try:
+            wait_for_state(order_id, "CANCELLED")
+        finally:
+            shipping_worker.stop()
+    finally:
+        order_worker.stop()
+    assert "CARRIER_DISPATCHED" not in event_types(order_id)
+    assert Payment.objects.get(order_id=order_id).status == "REFUNDED"
+    assert Event.objects.get(order_id=order_id, type="ORDER_CANCELLED").payload_json["actor"] == "temporal-signal"
+
+
+def child_exists(temporal: Any, handle: Any) -> bool:
+    try:
+        temporal.run(handle.describe())
+    except RPCError:
+        return False
+    return True
 
 
 @pytest.mark.slow
