@@ -111,6 +111,7 @@ def order_received(order: OrderInput) -> None:
         items=order.items,
         address=order.address,
         event_id=event_id(order.order_id, EventType.ORDER_RECEIVED),
+        run_id=activity.info().workflow_run_id if activity.in_activity() else "",
     )
 
 

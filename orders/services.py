@@ -67,16 +67,10 @@ def order_start(
     """
     items = normalize_items(items)
     digest = request_digest(payment_id=payment_id, items=items, address=address)
-    for _ in range(2):  # a second pass settles a race with an identical concurrent request
-        existing = Order.objects.filter(id=order_id).first()
-        if existing is not None:
-            if existing.request_digest == digest:
-                return StartOutcome(existing, created=False)
-            raise OrderConflict(f"order {order_id} already exists with a different body")
-        other = Order.objects.filter(payment_id=payment_id).values_list("id", flat=True).first()
-        if other is not None:
-            raise OrderConflict(f"payment_id {payment_id} is already used by another order")
+    for _ in range(2):  # a second pass settles a race with a concurrent request
         try:
+            # The insert first: a new order (the usual case) costs no look-up; a collision on
+            # the id or the payment_id says which case this is.
             with transaction.atomic():
                 order = Order.objects.create(
                     id=order_id,
@@ -89,12 +83,15 @@ def order_start(
                 )
             return StartOutcome(order, created=True)
         except IntegrityError:
-            continue
+            pass
+        existing = Order.objects.filter(id=order_id).first()
+        if existing is not None:
+            if existing.request_digest == digest:
+                return StartOutcome(existing, created=False)
+            raise OrderConflict(f"order {order_id} already exists with a different body")
+        if Order.objects.filter(payment_id=payment_id).exists():
+            raise OrderConflict(f"payment_id {payment_id} is already used by another order")
     raise OrderConflict(f"order {order_id} or payment_id {payment_id} is already in use")
-
-
-def order_set_run_id(*, order_id: str, run_id: str) -> None:
-    Order.objects.filter(id=order_id, workflow_run_id="").update(workflow_run_id=run_id)
 
 
 # --- transitions, called by activities -------------------------------------------------------
@@ -140,9 +137,16 @@ def order_set_state(*, order_id: str, state: State, from_states: tuple[State, ..
 
 
 def order_receive(
-    *, order_id: str, payment_id: str, items: list[dict[str, Any]], address: dict[str, Any], event_id: str
+    *,
+    order_id: str,
+    payment_id: str,
+    items: list[dict[str, Any]],
+    address: dict[str, Any],
+    event_id: str,
+    run_id: str = "",
 ) -> None:
-    """Record ORDER_RECEIVED; create the row if the workflow was started without the API."""
+    """Record ORDER_RECEIVED with the workflow's run id; create the row if the workflow was
+    started without the API."""
     items = normalize_items(items)
     Order.objects.get_or_create(
         id=order_id,
@@ -158,6 +162,7 @@ def order_receive(
         event_id=event_id,
         event_type=EventType.ORDER_RECEIVED,
         payload={"items": items, "address": address, "payment_id": payment_id, "total": str(order_total(items))},
+        order_fields={"workflow_run_id": run_id} if run_id else None,
     )
 
 
@@ -173,9 +178,10 @@ def _settle(
     """Move the money at the provider (no transaction open), then record the outcome once."""
     from_status = payment.status
     movement = move(idempotency_key=payment.payment_id, amount=payment.amount)
+    now = timezone.now()
     with transaction.atomic():
-        Payment.objects.filter(payment_id=payment.payment_id, status=from_status).update(
-            status=to_status, updated_at=timezone.now()
+        moved = Payment.objects.filter(payment_id=payment.payment_id, status=from_status).update(
+            status=to_status, updated_at=now
         )
         record_transition(
             order_id=payment.order_id,
@@ -184,7 +190,10 @@ def _settle(
             payload={"payment_id": payment.payment_id, "amount": str(movement.amount), "previous_status": from_status},
             state=state,
         )
-    payment.refresh_from_db()
+    if moved:
+        payment.status, payment.updated_at = to_status, now
+    else:  # an earlier attempt moved it: read what it wrote
+        payment.refresh_from_db()
     return payment
 
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from lifecycle.client import start_order_workflow, tuning_from_settings
 from lifecycle.types import OrderInput
-from orders import services
 from orders.models import Order
 
 
 async def order_workflow_start(order: Order) -> str:
-    """Start (or find) the workflow of a recorded order and remember its run id."""
+    """Start (or find) the workflow of a recorded order; its run id. The workflow's first step,
+    `order_received`, stores the run id on the order."""
     run_id = await start_order_workflow(
         OrderInput(
             order_id=order.id,
@@ -23,5 +22,4 @@ async def order_workflow_start(order: Order) -> str:
             shipping_task_queue=settings.SHIPPING_TASK_QUEUE,
         )
     )
-    await sync_to_async(services.order_set_run_id)(order_id=order.id, run_id=run_id)
     return run_id

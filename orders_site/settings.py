@@ -43,7 +43,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "orders.middleware.ContentSecurityPolicyMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "orders.middleware.StaticFilesMiddleware",  # WhiteNoise, async-capable
     "orders.middleware.JsonErrorMiddleware",
     "orders.middleware.BodySizeLimitMiddleware",
     "orders.middleware.RefuseNulMiddleware",
@@ -55,6 +55,17 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes requires: it turns a login refused during a lockout into the lockout page.
     "axes.middleware.AxesMiddleware",
+]
+
+# The JSON API's order paths (orders_site/asgi.py): bearer tokens, no session, cookies or pages,
+# so no session, CSRF, auth, messages, lockout or static-file layers.
+API_MIDDLEWARE = [
+    "orders.middleware.ApiSecurityMiddleware",  # SecurityMiddleware's hooks, on the event loop
+    "orders.middleware.ContentSecurityPolicyMiddleware",
+    "orders.middleware.JsonErrorMiddleware",
+    "orders.middleware.BodySizeLimitMiddleware",
+    "orders.middleware.RefuseNulMiddleware",
+    "orders.middleware.ApiXFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "orders_site.urls"

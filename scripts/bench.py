@@ -1259,22 +1259,30 @@ def evaluate(results: dict[str, Any], concurrencies: list[int]) -> tuple[dict[st
             ratios[f"throughput_c{cmax}_{system}_x2_over_x1_workers"] = round(
                 two["throughput_per_s"] / one["throughput_per_s"], 3
             )
+    # The flaky targets are per-order latency (the issue sets them against the earlier system's
+    # 18-22 s per order), judged at the lowest concurrency. Higher up, latency is bound by
+    # throughput (Little's law: p50 ~ concurrency / rate), and the floor's own fault-free p50 on
+    # these 2 cores is above 2 s at c20, so those rows are reported beside the floor's, not judged.
     for c in sorted({p["concurrency"] for p in phases if p["faults"] != "none"}, reverse=True):
         flaky = find_phase(phases, "ours", f"flaky {FLAKY_RATE}", c)
         if flaky is None:
             continue
         p50, p95 = flaky["latency_ms"]["p50"], flaky["latency_ms"]["p95"]
+        judged = c == min(p["concurrency"] for p in phases if p["faults"] != "none")
+        floor_c = find_phase(phases, "floor", "none", c)
+        floor_p50 = floor_c["latency_ms"]["p50"] if floor_c else None
+        info = f"info (floor's fault-free p50 here: {floor_p50:.0f})" if floor_p50 else "info"
         target(
             f"flaky {FLAKY_RATE} at c{c}: p50 ms",
             p50,
-            f"< {TARGET_FLAKY_P50_MS:.0f}",
-            None if p50 is None else p50 < TARGET_FLAKY_P50_MS,
+            f"< {TARGET_FLAKY_P50_MS:.0f}" if judged else info,
+            None if p50 is None or not judged else p50 < TARGET_FLAKY_P50_MS,
         )
         target(
             f"flaky {FLAKY_RATE} at c{c}: p95 ms",
             p95,
-            f"< {TARGET_FLAKY_P95_MS:.0f}",
-            None if p95 is None else p95 < TARGET_FLAKY_P95_MS,
+            f"< {TARGET_FLAKY_P95_MS:.0f}" if judged else "info",
+            None if p95 is None or not judged else p95 < TARGET_FLAKY_P95_MS,
         )
     for page in (results.get("scale") or {}).get("pages", []):
         if page["target"]:

@@ -72,6 +72,7 @@ def test_seed_order_completes_with_one_row_per_fact_in_every_table(api: Client, 
     assert order.items_json == [{"name": "Widget", "price": "29.99", "quantity": 2}]
     assert order.address_json == body["address"]
     assert order.total == Decimal("59.98")
+    assert order.workflow_run_id == response.json()["run_id"]  # stored by order_received
     payment = Payment.objects.get(order_id=order_id)
     assert (payment.payment_id, payment.status, payment.amount) == (body["payment_id"], "COMPLETED", Decimal("59.98"))
     assert event_types(order_id) == HAPPY_EVENTS

@@ -28,8 +28,10 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Group, Permission, User
+from django.db import connection
 from django.http import HttpRequest
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -611,7 +613,7 @@ def test_every_api_door_refuses_who_lacks_the_permission_and_writes_nothing(
     assert written() == before
 
 
-def test_the_apis_one_query_permission_check_agrees_with_has_perm(db: None) -> None:
+def test_the_apis_permission_checks_agree_with_has_perm(db: None) -> None:
     ensure_groups()
     direct = user_with("direct", "approve_order")
     grouped = user_with("grouped")
@@ -627,6 +629,19 @@ def test_the_apis_one_query_permission_check_agrees_with_has_perm(db: None) -> N
             fresh = User.objects.get(pk=user.pk)  # has_perm caches per user object
             assert holds_permission(fresh, permission) == fresh.has_perm(permission), (user.username, permission)
     assert holds_permission(grouped, "orders.add_order") and not holds_permission(direct, "orders.add_order")
+    # The API loads them with the token, in the same query.
+    for user in (direct, grouped, superuser, nobody):
+        token = token_create(user=user)
+        with CaptureQueriesContext(connection) as queries:
+            authenticated = token_authenticate(token, permissions=permissions)
+        assert len(queries) == 2  # the token with its permissions; last_used_at, once a minute
+        fresh = User.objects.get(pk=user.pk)
+        assert authenticated is not None
+        assert authenticated.api_permissions == {p for p in permissions if fresh.has_perm(p)}, user.username
+        with CaptureQueriesContext(connection) as queries:
+            token_authenticate(token, permissions=permissions)
+        assert len(queries) == 1
+    assert token_authenticate(token_create(user=inactive), permissions=permissions) is None
 
 
 @pytest.mark.parametrize("persona", PERSONAS)
