@@ -78,20 +78,15 @@ async def order_act(
     """Apply one action through the workflow. With an `idempotency_key`, repeating the same request
     (after a 503 or a lost answer) gets the first request's outcome and applies nothing twice."""
     # An id no order can have is not looked up at all (PostgreSQL refuses NUL in a query).
-    state = (
-        None
-        if order_id_problem(order_id)
-        else await Order.objects.filter(id=order_id).values_list("state", flat=True).afirst()
-    )
-    if state is None:
+    if order_id_problem(order_id):
         return ActionOutcome(order_id, action, Verdict.NOT_FOUND, f"no order {order_id!r}")
-    if state in END_STATES and not idempotency_key:
-        return ActionOutcome(order_id, action, Verdict.REFUSED, _refused(action, refusal_reason(action, state)), state)
     update_id = (
         update_id_for(action=action, actor=actor, key=idempotency_key, address=address, reason=reason)
         if idempotency_key
         else None
     )
+    # The workflow is asked first: it knows the order's state for certain, and the usual action
+    # needs no database read. The row is read only to explain a refusal or an unknown order.
     try:
         result = await send_action(
             order_id, action, actor=actor, via=via, address=address, reason=reason, update_id=update_id
@@ -99,13 +94,25 @@ async def order_act(
     except ActionRefused as err:
         if err.state:
             return ActionOutcome(order_id, action, Verdict.REFUSED, err.detail, err.state)
-        # The workflow has closed: refuse as for any ended order, naming its state.
-        current = await Order.objects.filter(id=order_id).values_list("state", flat=True).aget()
+        # No such workflow, or it has closed: refuse as for any ended order, naming its state.
+        current = await _stored_state(order_id)
+        if current is None:
+            return ActionOutcome(order_id, action, Verdict.NOT_FOUND, f"no order {order_id!r}")
         detail = _refused(action, refusal_reason(action, current)) if current in END_STATES else err.detail
         return ActionOutcome(order_id, action, Verdict.REFUSED, detail, current)
     except TemporalUnavailable as err:
-        return ActionOutcome(order_id, action, Verdict.UNAVAILABLE, f"temporal: {err}", state)
+        current = await _stored_state(order_id)
+        if current is None:
+            return ActionOutcome(order_id, action, Verdict.NOT_FOUND, f"no order {order_id!r}")
+        if current in END_STATES and not idempotency_key:
+            detail = _refused(action, refusal_reason(action, current))
+            return ActionOutcome(order_id, action, Verdict.REFUSED, detail, current)
+        return ActionOutcome(order_id, action, Verdict.UNAVAILABLE, f"temporal: {err}", current)
     return ActionOutcome(order_id, action, Verdict.APPLIED, result.detail, result.state)
+
+
+async def _stored_state(order_id: str) -> str | None:
+    return await Order.objects.filter(id=order_id).values_list("state", flat=True).afirst()
 
 
 def _refused(action: Action, reason: str) -> str:

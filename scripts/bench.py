@@ -253,6 +253,23 @@ def machine_cpu() -> tuple[float, float]:
     return total - idle, total
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU seconds used so far by the processes named `postgres` that are alive now (a backend
+    that ended during the phase is missed: the pools keep theirs for the whole run)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as comm:
+                if comm.read().strip() != "postgres":
+                    continue
+            total += cpu_seconds(int(entry))
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 class CpuMeter:
     """CPU used per process (and by the whole machine) between start() and stop()."""
 
@@ -278,6 +295,7 @@ class CpuMeter:
     def __enter__(self) -> CpuMeter:
         self.pg_before = self._pg()
         self.before = {name: cpu_seconds(p.pid) for name, p in self.procs.items()}
+        self.postgres_before = postgres_cpu_seconds()
         self.self_before = time.process_time()
         self.machine_before = machine_cpu()
         self.wall_before = time.monotonic()
@@ -286,6 +304,9 @@ class CpuMeter:
     def __exit__(self, *exc: object) -> None:
         self.used = {name: round(cpu_seconds(p.pid) - self.before[name], 2) for name, p in self.procs.items()}
         self.used["driver (bench.py)"] = round(time.process_time() - self.self_before, 2)
+        # Every PostgreSQL process of the machine (backends, WAL writer, checkpointer): the
+        # bench's database is the only one in use while it runs.
+        self.used["postgresql"] = round(postgres_cpu_seconds() - self.postgres_before, 2)
         busy = machine_cpu()[0] - self.machine_before[0]
         total = machine_cpu()[1] - self.machine_before[1]
         self.machine_busy_pct = round(100.0 * busy / total, 1) if total else 0.0
@@ -1336,10 +1357,12 @@ def render(results: dict[str, Any]) -> str:
             f"{p['throughput_per_s']:.2f}", fmt_ms(lat["p50"]), fmt_ms(lat["p95"]), fmt_ms(lat["p99"]),
             "-" if worker_cpu is None else f"{worker_cpu:.0f}",
             "-" if p["system"] != "ours" else f"{cpu.get('web', 0):.0f}",
-            f"{cpu.get('temporal', 0):.0f}", f"{cpu.get('driver (bench.py)', 0):.0f}", f"{p['machine_cpu_busy_pct']:.0f}%",
+            f"{cpu.get('temporal', 0):.0f}",
+            "-" if p["system"] != "ours" or "postgresql" not in cpu else f"{cpu['postgresql']:.0f}",
+            f"{cpu.get('driver (bench.py)', 0):.0f}", f"{p['machine_cpu_busy_pct']:.0f}%",
         ])  # fmt: skip
     out.append(table(rows, ["system", "faults", "conc", "workers", "done", "err", "per s", "p50", "p95", "p99",
-                            "worker CPU ms/ord", "web", "temporal", "driver", "machine busy"]))  # fmt: skip
+                            "worker CPU ms/ord", "web", "temporal", "postgres", "driver", "machine busy"]))  # fmt: skip
     if any(p.get("workers_per_queue", 1) > 1 for p in results["phases"]):
         out.append("x2 workers: two worker processes per task queue (floor: two processes, each on both queues; "
                    "ours: two `runworker --queue order` and two `runworker --queue shipping`); "
