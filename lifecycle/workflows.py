@@ -204,8 +204,27 @@ def action_error(action: Action, reason: str, state: State) -> ApplicationError:
     return ApplicationError(f"Cannot {action.value.replace('_', ' ')}: {reason}", state.value, type=ACTION_NOT_ALLOWED)
 
 
+class SeedSignals:
+    """What the order and its shipping child share for the seed's signals: one that the state
+    does not allow, or with an invalid address, is logged and ignored (a signal has no answer)."""
+
+    def _order_id(self) -> str:
+        raise NotImplementedError
+
+    def _refusal(self, action: Action) -> str:
+        raise NotImplementedError
+
+    def _ignored(self, action: Action, change: AddressChange | None = None) -> bool:
+        reason = self._refusal(action)
+        if not reason and change is not None and address_problems(change.address):
+            reason = "invalid address"
+        if reason:
+            workflow.logger.warning("Ignoring %s signal for %s: %s", action.value, self._order_id(), reason)
+        return bool(reason)
+
+
 @workflow.defn
-class OrderWorkflow:
+class OrderWorkflow(SeedSignals):
     @workflow.init
     def __init__(self, order: OrderInput) -> None:
         self._order = order
@@ -520,12 +539,8 @@ class OrderWorkflow:
         if self._child_decides:
             self._forward("update_address", change)
             return
-        if self._ignored(Action.UPDATE_ADDRESS):
-            return
-        if address_problems(change.address):
-            workflow.logger.warning("Ignoring update_address with an invalid address for %s", self._order.order_id)
-            return
-        await self._change_address(change)
+        if not self._ignored(Action.UPDATE_ADDRESS, change):
+            await self._change_address(change)
 
     def _forward(self, signal: str, arg: Any) -> None:
         """A seed signal sent to the order while the shipping child decides goes on to the child
@@ -543,11 +558,8 @@ class OrderWorkflow:
 
         self._forwards.append(asyncio.create_task(forward()))
 
-    def _ignored(self, action: Action) -> bool:
-        reason = self._refusal(action)
-        if reason:
-            workflow.logger.warning("Ignoring %s signal for %s: %s", action.value, self._order.order_id, reason)
-        return bool(reason)
+    def _order_id(self) -> str:
+        return self._order.order_id
 
     # --- from the shipping child --------------------------------------------------------------
     @workflow.signal(name="package_ready")
@@ -580,7 +592,7 @@ CHILD_LOCAL_STEP_NAMES = frozenset({"package_prepared"})
 
 
 @workflow.defn
-class ShippingWorkflow:
+class ShippingWorkflow(SeedSignals):
     """Prepares the package and hands it to the carrier.
 
     Started with `owns_cutoff` (CHILD_CUTOFF), it also decides cancel and address changes until
@@ -717,18 +729,11 @@ class ShippingWorkflow:
 
     @workflow.signal(name="update_address")
     async def update_address(self, change: AddressChange) -> None:
-        if self._ignored(Action.UPDATE_ADDRESS):
-            return
-        if address_problems(change.address):
-            workflow.logger.warning("Ignoring update_address with an invalid address for %s", self._shipping.order_id)
-            return
-        await self._addresses.change(change)
+        if not self._ignored(Action.UPDATE_ADDRESS, change):
+            await self._addresses.change(change)
 
-    def _ignored(self, action: Action) -> bool:
-        reason = self._refusal(action)
-        if reason:
-            workflow.logger.warning("Ignoring %s signal for %s: %s", action.value, self._shipping.order_id, reason)
-        return bool(reason)
+    def _order_id(self) -> str:
+        return self._shipping.order_id
 
     @workflow.query(name="dispatch_started")
     def dispatch_started(self) -> bool:
