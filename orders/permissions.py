@@ -37,22 +37,6 @@ def permission_held(user_ref: Any, permission: str) -> Any:
     )
 
 
-def grant(user: Any, permission: str, held: bool) -> bool:
-    """The verdict for `permission` given whether the user holds it (`permission_held`)."""
+def grant(user: Any, held: bool) -> bool:
+    """The verdict for a permission, given whether the user holds it (`permission_held`)."""
     return bool(user.is_active and (user.is_superuser or held))
-
-
-def holds_permission(user: Any, permission: str) -> bool:
-    """`user.has_perm(permission)` as Django's ModelBackend answers it, in one query.
-
-    has_perm loads and caches every permission the user and their groups hold (two queries and
-    a set built in Python), which a caller that checks one permission does not need. The API
-    asks for its permissions together with the token (orders.tokens.token_authenticate).
-    """
-    from django.contrib.auth.models import User
-
-    if not user.is_active:
-        return False
-    if user.is_superuser:
-        return True
-    return bool(User.objects.filter(pk=user.pk).values_list(permission_held(user.pk, permission), flat=True).first())

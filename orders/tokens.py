@@ -51,7 +51,7 @@ def token_authenticate(token: str, *, permissions: Iterable[str] = ()) -> Abstra
         ApiToken.objects.filter(pk=row.pk).update(last_used_at=now)
     user = row.user
     user.api_permissions = frozenset(  # type: ignore[attr-defined]
-        p for i, p in enumerate(permissions) if grant(user, p, getattr(row, f"held_{i}"))
+        p for i, p in enumerate(permissions) if grant(user, getattr(row, f"held_{i}"))
     )
     return user
 
