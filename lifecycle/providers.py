@@ -17,7 +17,6 @@ from decimal import Decimal
 from typing import TypeVar
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 
 from lifecycle.validation import UNDELIVERABLE_ZIP
 from orders.models import ProviderCharge
@@ -94,13 +93,11 @@ class Movement:
 
 def _move_money(*, idempotency_key: str, kind: str, amount: Decimal) -> Movement:
     flaky_call()  # the request may be lost before it reaches the provider
-    try:
-        with transaction.atomic():
-            row, created = ProviderCharge.objects.get_or_create(
-                idempotency_key=idempotency_key, kind=kind, defaults={"amount": amount}
-            )
-    except IntegrityError:  # a concurrent attempt with the same key won the race
-        row, created = ProviderCharge.objects.get(idempotency_key=idempotency_key, kind=kind), False
+    # get_or_create settles a race with a concurrent attempt on the same key itself: its insert
+    # runs in a transaction of its own and, on a unique-key collision, it reads the winner's row.
+    row, created = ProviderCharge.objects.get_or_create(
+        idempotency_key=idempotency_key, kind=kind, defaults={"amount": amount}
+    )
     flaky_call()  # ... or the provider's answer may be lost after the money moved
     if kind == ProviderCharge.KIND_CHARGE:
         crash_point("after_charge", settings.CHAOS_CRASH_AFTER_CHARGE_RATE)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import IntegrityError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from lifecycle.activities import order_received, order_shipped, order_validated, payment_charged, review_requested
-from lifecycle.states import EventType
+from lifecycle.states import EventType, State
 from lifecycle.types import OrderInput, PaymentInput, StepInput
 from lifecycle.workflows import event_id
+from orders import services
 from orders.models import Event, Order, ProviderCharge
 from orders.tests.factories import new_order_id, order_body
 
@@ -93,3 +95,28 @@ def test_shipped_then_complete_records_both_once(transactional_db: None) -> None
     assert types(order_id)[-2:] == ["ORDER_SHIPPED", "ORDER_COMPLETED"]
     assert Event.objects.get(id=shipped.event_id).payload_json == {"tracking_number": "TRK-1"}
     assert Order.objects.get(id=order_id).state == "COMPLETED"
+
+
+def test_a_transition_is_written_once_and_never_without_its_order(transactional_db: None) -> None:
+    """services.record_transition (one statement on PostgreSQL, a transaction on SQLite): the event
+    and the order's new fields together, a repeat changes nothing, an unknown order writes nothing."""
+    order_id = new_order_id()
+    received(order_id)
+    shipped = event_id(order_id, EventType.ORDER_SHIPPED)
+    first = {"event_id": shipped, "event_type": EventType.ORDER_SHIPPED, "payload": {"tracking_number": "TRK-1"}}
+    assert services.record_transition(order_id=order_id, state=State.SHIPPED, **first)
+    assert not services.record_transition(
+        order_id=order_id, state=State.COMPLETED, order_fields={"workflow_run_id": "x"}, **first
+    )
+    order = Order.objects.get(id=order_id)
+    assert (order.state, order.workflow_run_id) == ("SHIPPED", "test-run")  # ActivityEnvironment's run id
+    assert Event.objects.get(id=shipped).payload_json == {"tracking_number": "TRK-1"}
+
+    with pytest.raises(IntegrityError):
+        services.record_transition(
+            order_id="no-such-order",
+            event_id="no-such-order:ORDER_SHIPPED",
+            event_type=EventType.ORDER_SHIPPED,
+            payload={},
+        )
+    assert not Event.objects.filter(order_id="no-such-order").exists()
