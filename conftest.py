@@ -89,6 +89,9 @@ def time_skipping(loop_thread: LoopThread) -> Iterator[TemporalHarness]:
 
 
 class RunningWorkers:
+    """Workers for `queues` ("order", "shipping") on an event loop of the harness; as a context
+    manager, started on entry and stopped on exit."""
+
     def __init__(self, harness: TemporalHarness, config: WorkerConfig, queues: tuple[str, ...]) -> None:
         self.harness = harness
         self.config = config
@@ -113,6 +116,13 @@ class RunningWorkers:
             await asyncio.wait_for(self._task, 30)
 
         self.harness.run(halt())
+
+    def __enter__(self) -> RunningWorkers:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def _unique_queues(settings_fixture: Any, harness: TemporalHarness) -> WorkerConfig:

@@ -218,13 +218,9 @@ def act_while_shipping_worker_is_late(
         )
         update_id = update_id_for(action=action, actor="api-client", key=key, address=body.get("address"))
         wait_until(lambda: update_admitted(temporal, f"shipping-{order_id}", update_id), what="the action at the child")
-        shipping_worker = RunningWorkers(temporal, queues, ("shipping",))
-        shipping_worker.start()
-        try:
+        with RunningWorkers(temporal, queues, ("shipping",)):
             response = pending.result(timeout=30)
             wait_for_state(order_id, "CANCELLED" if action is Action.CANCEL else "COMPLETED")
-        finally:
-            shipping_worker.stop()
     return response
 
 
@@ -233,17 +229,13 @@ def test_cancel_after_payment_refunds_exactly_once(api: Client, queues: Any, tem
     shipping child decides a cancel while the order ships; it takes it and never dispatches."""
     from conftest import RunningWorkers
 
-    order_worker = RunningWorkers(temporal, queues, ("order",))
-    order_worker.start()
-    try:
+    with RunningWorkers(temporal, queues, ("order",)):
         order_id = new_order_id()
         body = order_body()
         start(api, order_id, body)
         act(api, order_id, "approve")
         response = act_while_shipping_worker_is_late(api, temporal, queues, order_id, Action.CANCEL, {})
         assert response.status_code == 202, response.json()
-    finally:
-        order_worker.stop()
     assert Payment.objects.get(order_id=order_id).status == "REFUNDED"
     ledger = ProviderCharge.objects.filter(idempotency_key=body["payment_id"]).order_by("kind")
     assert list(ledger.values_list("kind", "amount")) == [("charge", Decimal("59.98")), ("refund", Decimal("59.98"))]
@@ -260,9 +252,7 @@ def test_address_change_while_shipping_reaches_the_carrier(api: Client, queues: 
 
     first = {"street": "1 First St", "city": "LA", "zip": "90001"}
     second = {"street": "2 Second St", "city": "SF", "zip": "94105"}
-    order_worker = RunningWorkers(temporal, queues, ("order",))
-    order_worker.start()
-    try:
+    with RunningWorkers(temporal, queues, ("order",)):
         order_id = new_order_id()
         start(api, order_id)
         wait_for_state(order_id, "AWAITING_APPROVAL")
@@ -275,8 +265,6 @@ def test_address_change_while_shipping_reaches_the_carrier(api: Client, queues: 
         # The order learns the child's final address from its result.
         status = temporal.run(temporal.client.get_workflow_handle(order_id).query(OrderWorkflow.status))
         assert status.address == second
-    finally:
-        order_worker.stop()
     assert Order.objects.get(id=order_id).address_json == second
     changes = Event.objects.filter(order_id=order_id, type="ADDRESS_UPDATED").order_by("id")
     assert [(e.id.rsplit(":", 1)[-1], e.payload_json["new"]) for e in changes] == [("1", first), ("2", second)]
@@ -358,12 +346,10 @@ def test_cancel_and_address_change_are_refused_once_the_carrier_has_the_package(
         temporal.run(holder["worker"].shutdown())
         task.cancel()
         executor.shutdown(wait=False)
-    shipping = RunningWorkers(temporal, queues, ("shipping",))
-    shipping.start()
     try:
-        wait_for_state(order_id, "COMPLETED")
+        with RunningWorkers(temporal, queues, ("shipping",)):
+            wait_for_state(order_id, "COMPLETED")
     finally:
-        shipping.stop()
         order_worker.stop()
     assert "ORDER_CANCELLED" not in event_types(order_id)
 
@@ -421,9 +407,7 @@ def test_a_seed_cancel_signal_while_shipping_goes_on_to_the_shipping_child(
     """`temporal workflow signal --name cancel_order` on the order, while its child decides."""
     from conftest import RunningWorkers
 
-    order_worker = RunningWorkers(temporal, queues, ("order",))
-    order_worker.start()
-    try:
+    with RunningWorkers(temporal, queues, ("order",)):
         order_id = new_order_id()
         start(api, order_id)
         act(api, order_id, "approve")
@@ -440,14 +424,8 @@ def test_a_seed_cancel_signal_while_shipping_goes_on_to_the_shipping_child(
         wait_until(lambda: child_exists(temporal, child), what="the shipping child to start")
         temporal.run(temporal.client.get_workflow_handle(order_id).signal("cancel_order"))
         wait_until(child_signalled, what="the cancel passed on to the child")
-        shipping_worker = RunningWorkers(temporal, queues, ("shipping",))
-        shipping_worker.start()
-        try:
+        with RunningWorkers(temporal, queues, ("shipping",)):
             wait_for_state(order_id, "CANCELLED")
-        finally:
-            shipping_worker.stop()
-    finally:
-        order_worker.stop()
     assert "CARRIER_DISPATCHED" not in event_types(order_id)
     assert Payment.objects.get(order_id=order_id).status == "REFUNDED"
     assert Event.objects.get(order_id=order_id, type="ORDER_CANCELLED").payload_json["actor"] == "temporal-signal"
