@@ -25,7 +25,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from lifecycle.states import Action
-from lifecycle.types import ActionResult, ActorRequest, AddressChange, OrderInput, StatusView, Tuning
+from lifecycle.types import ActionResult, ActorRequest, AddressChange, OrderInput, Tuning
 from lifecycle.workflows import ASK_SHIPPING, OrderWorkflow, shipping_workflow_id
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Client] = weakref.WeakKeyDictionary()
@@ -178,11 +178,6 @@ async def _deliver(
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
         await asyncio.sleep(SHIPPING_RETRY_S)
-
-
-async def query_status(order_id: str) -> StatusView:
-    client = await get_client()
-    return await client.get_workflow_handle(order_id).query(OrderWorkflow.status)
 
 
 POLLER_FRESHNESS = timedelta(seconds=90)  # a live worker re-polls at least once a minute
