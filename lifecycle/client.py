@@ -161,19 +161,21 @@ async def _deliver(
     then it either has the child's outcome or has the child running. The caller's deadline bounds
     the loop.
     """
+
+    async def update(workflow_id: str) -> ActionResult:
+        return await client.get_workflow_handle(workflow_id).execute_update(
+            name, payload, id=update_id, result_type=ActionResult, rpc_timeout=timedelta(seconds=budget)
+        )
+
     while True:
         try:
-            return await client.get_workflow_handle(order_id).execute_update(
-                name, payload, id=update_id, result_type=ActionResult, rpc_timeout=timedelta(seconds=budget)
-            )
+            return await update(order_id)
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             if not (isinstance(cause, ApplicationError) and cause.type == ASK_SHIPPING):
                 raise
         try:
-            return await client.get_workflow_handle(shipping_workflow_id(order_id)).execute_update(
-                name, payload, id=update_id, result_type=ActionResult, rpc_timeout=timedelta(seconds=budget)
-            )
+            return await update(shipping_workflow_id(order_id))
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise

@@ -94,21 +94,22 @@ async def order_act(
     except ActionRefused as err:
         if err.state:
             return ActionOutcome(order_id, action, Verdict.REFUSED, err.detail, err.state)
-        # No such workflow, or it has closed: refuse as for any ended order, naming its state.
-        current = await _stored_state(order_id)
-        if current is None:
-            return ActionOutcome(order_id, action, Verdict.NOT_FOUND, f"no order {order_id!r}")
-        detail = _refused(action, refusal_reason(action, current)) if current in END_STATES else err.detail
-        return ActionOutcome(order_id, action, Verdict.REFUSED, detail, current)
+        # No such workflow, or it has closed: explained below from the stored row.
+        verdict, detail = Verdict.REFUSED, err.detail
     except TemporalUnavailable as err:
-        current = await _stored_state(order_id)
-        if current is None:
-            return ActionOutcome(order_id, action, Verdict.NOT_FOUND, f"no order {order_id!r}")
-        if current in END_STATES and not idempotency_key:
-            detail = _refused(action, refusal_reason(action, current))
-            return ActionOutcome(order_id, action, Verdict.REFUSED, detail, current)
-        return ActionOutcome(order_id, action, Verdict.UNAVAILABLE, f"temporal: {err}", current)
-    return ActionOutcome(order_id, action, Verdict.APPLIED, result.detail, result.state)
+        verdict, detail = Verdict.UNAVAILABLE, f"temporal: {err}"
+    else:
+        return ActionOutcome(order_id, action, Verdict.APPLIED, result.detail, result.state)
+    current = await _stored_state(order_id)
+    if current is None:
+        return ActionOutcome(order_id, action, Verdict.NOT_FOUND, f"no order {order_id!r}")
+    # An ended order refuses, naming its state; a keyed retry while Temporal is away is told to
+    # retry instead, because its first attempt may be the action that ended the order.
+    if current in END_STATES and not (verdict is Verdict.UNAVAILABLE and idempotency_key):
+        return ActionOutcome(
+            order_id, action, Verdict.REFUSED, _refused(action, refusal_reason(action, current)), current
+        )
+    return ActionOutcome(order_id, action, verdict, detail, current)
 
 
 async def _stored_state(order_id: str) -> str | None:
