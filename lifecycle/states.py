@@ -109,5 +109,10 @@ def refusal_reason(
     return f"not allowed while the order is {state}"
 
 
+def refusal_message(action: Action | str, reason: str) -> str:
+    """What a refused action is answered, everywhere: "Cannot <action>: <reason>"."""
+    return f"Cannot {Action(action).value.replace('_', ' ')}: {reason}"
+
+
 def allowed_actions(state: State | str) -> list[Action]:
     return [action for action in Action if allows(action, state)]

@@ -30,7 +30,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from lifecycle.states import Action, EventType, PaymentStatus, State, refusal_reason
+    from lifecycle.states import Action, EventType, PaymentStatus, State, refusal_message, refusal_reason
     from lifecycle.types import (
         ActionResult,
         ActorRequest,
@@ -201,7 +201,7 @@ def check_address(change: AddressChange, state: State) -> None:
 
 
 def action_error(action: Action, reason: str, state: State) -> ApplicationError:
-    return ApplicationError(f"Cannot {action.value.replace('_', ' ')}: {reason}", state.value, type=ACTION_NOT_ALLOWED)
+    return ApplicationError(refusal_message(action, reason), state.value, type=ACTION_NOT_ALLOWED)
 
 
 class SeedSignals:

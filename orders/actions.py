@@ -17,7 +17,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 
 from lifecycle.client import ActionRefused, TemporalUnavailable, send_action
-from lifecycle.states import END_STATES, Action, refusal_reason
+from lifecycle.states import END_STATES, Action, refusal_message, refusal_reason
 from lifecycle.validation import order_id_problem
 from orders.models import Order
 
@@ -107,17 +107,13 @@ async def order_act(
     # retry instead, because its first attempt may be the action that ended the order.
     if current in END_STATES and not (verdict is Verdict.UNAVAILABLE and idempotency_key):
         return ActionOutcome(
-            order_id, action, Verdict.REFUSED, _refused(action, refusal_reason(action, current)), current
+            order_id, action, Verdict.REFUSED, refusal_message(action, refusal_reason(action, current)), current
         )
     return ActionOutcome(order_id, action, verdict, detail, current)
 
 
 async def _stored_state(order_id: str) -> str | None:
     return await Order.objects.filter(id=order_id).values_list("state", flat=True).afirst()
-
-
-def _refused(action: Action, reason: str) -> str:
-    return f"Cannot {action.value.replace('_', ' ')}: {reason}"
 
 
 async def order_act_many(*, order_ids: list[str], action: Action, actor: str, via: str) -> list[ActionOutcome]:
