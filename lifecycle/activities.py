@@ -90,17 +90,6 @@ def _transition(step: StepInput, event_type: EventType, state: State | None, **p
     )
 
 
-def _request_review(order_id: str, approval_deadline: str) -> None:
-    providers.network()
-    deadline = datetime.fromisoformat(approval_deadline)
-    services.order_set_state(
-        order_id=order_id,
-        state=State.AWAITING_APPROVAL,
-        from_states=(State.ORDER_RECEIVED, State.ORDER_VALIDATED),
-        approval_deadline=deadline,
-    )
-
-
 @activity.defn
 @with_db
 def order_received(order: OrderInput) -> None:
@@ -118,21 +107,21 @@ def order_received(order: OrderInput) -> None:
 @activity.defn
 @with_db
 def order_validated(step: StepInput) -> None:
+    """Record ORDER_VALIDATED, then put the order up for review (AWAITING_APPROVAL, with the
+    deadline the workflow chose), each in its own transaction; a retry skips what is done."""
     from orders.models import Order
 
     problem = order_problems(Order.objects.values_list("items_json", flat=True).get(id=step.order_id))
     if problem:
         raise ApplicationError(problem, type=ORDER_REJECTED, non_retryable=True)
     _transition(step, EventType.ORDER_VALIDATED, State.ORDER_VALIDATED)
-    deadline = step.payload.get("approval_deadline")
-    if deadline:  # grouped steps: put the order up for review in the same attempt
-        _request_review(step.order_id, deadline)
-
-
-@activity.defn
-@with_db
-def review_requested(step: StepInput) -> None:
-    _request_review(step.order_id, step.payload["approval_deadline"])
+    providers.network()
+    services.order_set_state(
+        order_id=step.order_id,
+        state=State.AWAITING_APPROVAL,
+        from_states=(State.ORDER_RECEIVED, State.ORDER_VALIDATED),
+        approval_deadline=datetime.fromisoformat(step.payload["approval_deadline"]),
+    )
 
 
 @activity.defn
@@ -202,16 +191,10 @@ def carrier_dispatched(dispatch: AddressUpdateInput) -> str:
 @activity.defn
 @with_db
 def order_shipped(step: StepInput) -> None:
+    """Record ORDER_SHIPPED, then ORDER_COMPLETED: once shipped, the order is complete."""
     _transition(step, EventType.ORDER_SHIPPED, State.SHIPPED)
-    if step.then_complete:  # grouped steps: the order is complete once shipped
-        completed = StepInput(step.order_id, event_id(step.order_id, EventType.ORDER_COMPLETED))
-        _transition(completed, EventType.ORDER_COMPLETED, State.COMPLETED)
-
-
-@activity.defn
-@with_db
-def order_completed(step: StepInput) -> None:
-    _transition(step, EventType.ORDER_COMPLETED, State.COMPLETED)
+    completed = StepInput(step.order_id, event_id(step.order_id, EventType.ORDER_COMPLETED))
+    _transition(completed, EventType.ORDER_COMPLETED, State.COMPLETED)
 
 
 @activity.defn
@@ -230,14 +213,12 @@ def order_failed(step: StepInput) -> None:
 ORDER_ACTIVITIES = [
     order_received,
     order_validated,
-    review_requested,
     order_approved,
     approval_timed_out,
     payment_charged,
     payment_refunded,
     update_order_address,
     order_shipped,
-    order_completed,
     order_cancelled,
     order_failed,
 ]

@@ -155,7 +155,7 @@ async def _deliver(
 ) -> ActionResult:
     """The Update to the order's workflow, or to its shipping child when the order says so.
 
-    While the child decides (lifecycle.workflows.CHILD_CUTOFF) the order answers ASK_SHIPPING
+    While the shipping child decides (see lifecycle.workflows) the order answers ASK_SHIPPING
     without recording anything, so the same update id goes on to the child. A child not started
     yet or already finished is NOT_FOUND: then the order is asked again a moment later, and by
     then it either has the child's outcome or has the child running. The caller's deadline bounds

@@ -67,8 +67,6 @@ class StepInput:
     reason: str = ""
     payload: dict[str, Any] = field(default_factory=dict)
     via: str = ""
-    # `order_shipped` only: record ORDER_COMPLETED (state COMPLETED) in the same attempt, after it.
-    then_complete: bool = False
 
 
 @dataclass
@@ -101,18 +99,8 @@ class ShippingInput:
     order_id: str
     address: dict[str, Any]
     tuning: Tuning = field(default_factory=Tuning)
-    # True (patch CHILD_CUTOFF): the child decides cancel and address changes until it dispatches,
-    # with no hand-shake. False: a child started before, which waits for the parent's `dispatch`.
-    owns_cutoff: bool = False
-    # With owns_cutoff: address changes the parent already made (numbers the child's events after them).
+    # Address changes the order already made: the child numbers its ADDRESS_UPDATED events after them.
     address_changes: int = 0
-
-
-@dataclass
-class DispatchOrder:
-    """Sent by the parent to the shipping child: hand the package to the carrier, at this address."""
-
-    address: dict[str, Any]
 
 
 @dataclass
@@ -129,8 +117,8 @@ class ShippingResult:
     dispatched: bool
     detail: str = ""
     tracking_number: str = ""
-    # A child that owns the cut-off reports what it accepted: a cancellation (then nothing was
-    # dispatched), and the address it ended with after the address changes it applied.
+    # What the child accepted until its cut-off: a cancellation (then nothing was dispatched), and
+    # the address it ended with after the address changes it applied.
     cancel: ActorRequest | None = None
     address: dict[str, Any] | None = None
     address_changes: int = 0

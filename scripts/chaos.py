@@ -1370,6 +1370,8 @@ def trail_gaps(order_ids: list[str], facts: Facts) -> list[str]:
         have = facts.event_types.get(oid, set())
         state = facts.states[oid]
         need = {"ORDER_RECEIVED", "ORDER_VALIDATED"}
+        if state == "CANCELLED" and not have & {"ORDER_APPROVED", "PAYMENT_CHARGED"}:
+            need = {"ORDER_RECEIVED"}  # a cancel that arrived before validation skips it
         if state == "COMPLETED":
             need |= COMPLETED_TRAIL
         elif state == "CANCELLED":
