@@ -260,9 +260,8 @@ class OrderWorkflow(SeedSignals):
             if not decided():
                 await workflow.wait_condition(decided, timeout=max(left, timedelta(0)))
         except TimeoutError:
-            self._state = State.APPROVAL_TIMEOUT
             timed_out = self._step(EventType.APPROVAL_TIMEOUT, payload={"approval_deadline": self._approval_deadline})
-            await activity_step("approval_timed_out", timed_out, self._order.tuning)
+            await self._record_end(State.APPROVAL_TIMEOUT, "approval_timed_out", timed_out)
             return False
         return True
 
@@ -336,9 +335,8 @@ class OrderWorkflow(SeedSignals):
             approval = self._step(EventType.ORDER_APPROVED, actor=self._approval.actor, via=self._approval.via)
             await activity_step("order_approved", approval, self._order.tuning)
         await self._refund()
-        self._state = State.CANCELLED
         cancelled = self._step(EventType.ORDER_CANCELLED, actor=cancel.actor, reason=cancel.reason, via=cancel.via)
-        await activity_step("order_cancelled", cancelled, self._order.tuning)
+        await self._record_end(State.CANCELLED, "order_cancelled", cancelled)
         return await self._end()
 
     async def _refund(self) -> None:
@@ -350,10 +348,15 @@ class OrderWorkflow(SeedSignals):
         self._payment_status = result.status
 
     async def _fail(self, event_type: EventType, reason: str) -> None:
-        # The state changes before the step is recorded, so that no action is accepted meanwhile.
-        self._state = State.FAILED
         self._failure_reason = reason
-        await activity_step("order_failed", self._step(event_type, reason=reason), self._order.tuning)
+        await self._record_end(State.FAILED, "order_failed", self._step(event_type, reason=reason))
+
+    async def _record_end(self, state: State, name: str, step: StepInput) -> None:
+        """End the order: from now on every action is refused (the state changes first); address
+        changes accepted before are written first, so nothing is recorded after the end."""
+        self._state = state
+        await workflow.wait_condition(self._addresses.settled)
+        await activity_step(name, step, self._order.tuning)
 
     async def _end(self) -> str:
         await workflow.wait_condition(workflow.all_handlers_finished)

@@ -257,3 +257,26 @@ def test_shipping_to_cancelled_when_the_child_takes_a_cancel_before_dispatch(
             assert (shipment.dispatched, shipment.cancel) == (False, SAM)
 
     run(time_skipping, scenario)
+
+
+# --- what an accepted action can count on ------------------------------------------------------
+def test_an_address_change_accepted_before_a_cancel_is_written_before_the_order_ends(
+    time_skipping: Any, doubles: Doubles
+) -> None:
+    """Nothing is recorded for an order after its end event (issue: ADDRESS_UPDATED after ORDER_CANCELLED)."""
+    write_held = doubles.hold("update_order_address")
+
+    async def scenario() -> None:
+        async with an_order(time_skipping, doubles) as order:
+            await order.reaches(State.AWAITING_APPROVAL)
+            change = asyncio.create_task(order.update("change_address", AddressChange(NEW_ADDRESS, "rita")))
+            await doubles.reached("update_order_address")
+            assert (await order.update("cancel", SAM)).accepted
+            await asyncio.sleep(0.3)
+            assert "order_cancelled" not in doubles.names()  # the end waits for the write
+            write_held.set()
+            assert (await change).accepted
+            assert await order.result() == "CANCELLED"
+            assert doubles.names()[-2:] == ["update_order_address", "order_cancelled"]
+
+    run(time_skipping, scenario)
