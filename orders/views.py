@@ -27,13 +27,8 @@ from orders import selectors
 from orders.actions import ActionOutcome, order_act_many_sync, order_act_sync
 from orders.forms import AddressForm
 from orders.models import ConsoleSubmission, Order
+from orders.permissions import ACTION_PERMISSIONS, VIEW_ORDER
 
-VIEW_PERMISSION = "orders.view_order"
-ACTION_PERMISSIONS = {
-    Action.APPROVE: "orders.approve_order",
-    Action.CANCEL: "orders.cancel_order",
-    Action.UPDATE_ADDRESS: "orders.change_order_address",
-}
 BULK_ACTIONS = {"approve": Action.APPROVE, "cancel": Action.CANCEL}
 BULK_LIMIT = 200
 SHIPPING_STEPS = [
@@ -44,7 +39,7 @@ SHIPPING_STEPS = [
     (EventType.ORDER_COMPLETED, "Completed"),
 ]
 
-console_view = permission_required(VIEW_PERMISSION, raise_exception=True)
+console_view = permission_required(VIEW_ORDER, raise_exception=True)
 
 
 def _require(request: HttpRequest, action: Action) -> None:
