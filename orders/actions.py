@@ -22,6 +22,8 @@ from lifecycle.validation import order_id_problem
 from orders.models import Order
 
 BULK_CONCURRENCY = 10
+# The most orders one bulk action (the console's or admin's) may name: each is one workflow round trip.
+BULK_LIMIT = 200
 
 # A client's name for one intended action (the API's Idempotency-Key header).
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
@@ -117,7 +119,8 @@ async def _stored_state(order_id: str) -> str | None:
 
 
 async def order_act_many(*, order_ids: list[str], action: Action, actor: str, via: str) -> list[ActionOutcome]:
-    """The same action on several orders, a few at a time; one outcome per order, in order."""
+    """The same action on several orders, a few at a time; one outcome per order, in order.
+    Callers keep to BULK_LIMIT orders."""
     limit = asyncio.Semaphore(BULK_CONCURRENCY)
 
     async def one(order_id: str) -> ActionOutcome:

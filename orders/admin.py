@@ -25,7 +25,7 @@ from django.utils.translation import gettext
 
 from lifecycle.states import Action, allows, refusal_reason
 from lifecycle.validation import ADDRESS_FIELD_MAX, address_problems
-from orders.actions import order_act_many_sync, order_act_sync
+from orders.actions import BULK_LIMIT, order_act_many_sync, order_act_sync
 from orders.models import ApiToken, Event, Order, Payment
 from orders.permissions import APPROVE_ORDER, CANCEL_ORDER, CHANGE_APITOKEN, CHANGE_ORDER, CHANGE_ORDER_ADDRESS
 from orders.selectors import CappedPaginator
@@ -42,7 +42,6 @@ ORDER_FIELDS = (
     "created_at",
     "updated_at",
 )
-BULK_LIMIT = 200  # the same cap as the console's bulk actions: each order is one workflow round trip
 INLINE_EVENTS = 20  # the latest events on an order's change page; the event list has them all
 
 

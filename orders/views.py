@@ -24,13 +24,12 @@ from django.views.decorators.http import require_POST
 from lifecycle.states import END_STATES, Action, EventType, State, allows
 from lifecycle.validation import order_id_problem
 from orders import selectors
-from orders.actions import ActionOutcome, order_act_many_sync, order_act_sync
+from orders.actions import BULK_LIMIT, ActionOutcome, order_act_many_sync, order_act_sync
 from orders.forms import AddressForm
 from orders.models import ConsoleSubmission, Order
 from orders.permissions import ACTION_PERMISSIONS, VIEW_ORDER
 
 BULK_ACTIONS = {"approve": Action.APPROVE, "cancel": Action.CANCEL}
-BULK_LIMIT = 200
 SHIPPING_STEPS = [
     (EventType.PAYMENT_CHARGED, "Payment charged"),
     (EventType.PACKAGE_PREPARED, "Package prepared"),
