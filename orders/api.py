@@ -27,7 +27,6 @@ from lifecycle.states import Action
 from lifecycle.validation import address_problems, order_id_problem, text_problem
 from orders import selectors, services
 from orders.actions import Verdict, idempotency_key_problem, order_act
-from orders.models import Order
 from orders.permissions import ACTION_PERMISSIONS, ADD_ORDER, API_PERMISSIONS, VIEW_ORDER
 from orders.tokens import token_authenticate
 from orders.workflow_start import order_workflow_start
@@ -266,7 +265,7 @@ async def start_order(request: HttpRequest, order_id: str, payload: StartIn) -> 
     run_id = order.workflow_run_id
     if not run_id:
         run_id = await order_workflow_start(order)
-    state = await Order.objects.filter(id=order.id).values_list("state", flat=True).aget()
+    state = await selectors.order_state_async(order_id=order.id)
     return Status(
         201 if outcome.created else 200,
         {"order_id": order.id, "workflow_id": order.id, "run_id": run_id, "state": state},

@@ -26,7 +26,7 @@ from lifecycle.validation import order_id_problem
 from orders import selectors
 from orders.actions import BULK_LIMIT, ActionOutcome, order_act_many_sync, order_act_sync
 from orders.forms import AddressForm
-from orders.models import ConsoleSubmission, Order
+from orders.models import ConsoleSubmission
 from orders.permissions import ACTION_PERMISSIONS, VIEW_ORDER
 
 BULK_ACTIONS = {"approve": Action.APPROVE, "cancel": Action.CANCEL}
@@ -185,7 +185,8 @@ def order_action(request: HttpRequest, order_id: str, action: str) -> HttpRespon
     if chosen is None:
         raise Http404("No such action")
     _require(request, chosen)
-    if selectors.order_get(order_id=order_id) is None:
+    order = selectors.order_get(order_id=order_id)
+    if order is None:
         raise Http404(f"No order {order_id!r}")
     kwargs: dict[str, Any] = {}
     if chosen is Action.UPDATE_ADDRESS:
@@ -195,8 +196,7 @@ def order_action(request: HttpRequest, order_id: str, action: str) -> HttpRespon
             context["address_form"] = form
             context["open_address"] = True
             return render(request, "review/order.html", context, status=400)
-        current = Order.objects.values_list("address_json", flat=True).get(id=order_id)
-        kwargs["address"] = {**current, **AddressForm.address(form.cleaned_data)}
+        kwargs["address"] = {**order.address_json, **AddressForm.address(form.cleaned_data)}
     outcome = run_once(
         request,
         request.POST.get("nonce", ""),
