@@ -1,9 +1,11 @@
 """Rules of the source itself, checked cheaply (no database, no Temporal): each shared name is
-written in one place, and the people-facing surfaces read orders through `orders/selectors.py`."""
+written in one place, the people-facing surfaces read orders through `orders/selectors.py`, and
+test files stay small enough to read."""
 
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 from django.apps import apps
@@ -16,6 +18,7 @@ ORDERS = ROOT / "orders"
 # Only the order lookups are forbidden here: views.py keeps its console-submission records itself.
 READ_THROUGH_SELECTORS = ("views.py", "api.py", "actions.py")
 MANAGERS = {"objects", "_default_manager", "_base_manager"}
+TEST_FILE_MAX_LINES = 500
 
 
 def app_modules(*packages: Path) -> list[Path]:
@@ -101,3 +104,19 @@ def test_bulk_limit_is_defined_once_and_shared_by_the_console_and_admin() -> Non
     ]
     assert len(defined) == 1 and defined[0].startswith("orders/actions.py:"), defined
     assert views.BULK_LIMIT is actions.BULK_LIMIT and admin.BULK_LIMIT is actions.BULK_LIMIT
+
+
+def test_no_test_file_is_over_500_lines() -> None:
+    """Every module of the test suite in the repository (anything under a `tests` folder, and
+    conftest.py files): past this size a file is split by the surface or module it tests."""
+    too_long = []
+    for folder, subfolders, files in os.walk(ROOT):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".") and d not in {"node_modules", "__pycache__"}]
+        in_tests = "tests" in Path(folder).relative_to(ROOT).parts
+        for name in files:
+            if name.endswith(".py") and (in_tests or name == "conftest.py"):
+                path = Path(folder) / name
+                lines = len(path.read_text(encoding="utf-8").splitlines())
+                if lines > TEST_FILE_MAX_LINES:
+                    too_long.append(f"{path.relative_to(ROOT)}: {lines} lines")
+    assert not too_long, f"split these (at most {TEST_FILE_MAX_LINES} lines each):\n" + "\n".join(too_long)
