@@ -19,9 +19,11 @@ from asgiref.sync import async_to_sync
 from lifecycle.client import ActionRefused, TemporalUnavailable, send_action
 from lifecycle.states import END_STATES, Action, refusal_message, refusal_reason
 from lifecycle.validation import order_id_problem
-from orders.models import Order
+from orders.selectors import order_state_async
 
 BULK_CONCURRENCY = 10
+# The most orders one bulk action (the console's or admin's) may name: each is one workflow round trip.
+BULK_LIMIT = 200
 
 # A client's name for one intended action (the API's Idempotency-Key header).
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
@@ -100,7 +102,7 @@ async def order_act(
         verdict, detail = Verdict.UNAVAILABLE, f"temporal: {err}"
     else:
         return ActionOutcome(order_id, action, Verdict.APPLIED, result.detail, result.state)
-    current = await _stored_state(order_id)
+    current = await order_state_async(order_id=order_id)
     if current is None:
         return ActionOutcome(order_id, action, Verdict.NOT_FOUND, f"no order {order_id!r}")
     # An ended order refuses, naming its state; a keyed retry while Temporal is away is told to
@@ -112,12 +114,9 @@ async def order_act(
     return ActionOutcome(order_id, action, verdict, detail, current)
 
 
-async def _stored_state(order_id: str) -> str | None:
-    return await Order.objects.filter(id=order_id).values_list("state", flat=True).afirst()
-
-
 async def order_act_many(*, order_ids: list[str], action: Action, actor: str, via: str) -> list[ActionOutcome]:
-    """The same action on several orders, a few at a time; one outcome per order, in order."""
+    """The same action on several orders, a few at a time; one outcome per order, in order.
+    Callers keep to BULK_LIMIT orders."""
     limit = asyncio.Semaphore(BULK_CONCURRENCY)
 
     async def one(order_id: str) -> ActionOutcome:

@@ -25,12 +25,12 @@ from django.utils.translation import gettext
 
 from lifecycle.states import Action, allows, refusal_reason
 from lifecycle.validation import ADDRESS_FIELD_MAX, address_problems
-from orders.actions import order_act_many_sync, order_act_sync
+from orders.actions import BULK_LIMIT, order_act_many_sync, order_act_sync
 from orders.models import ApiToken, Event, Order, Payment
+from orders.permissions import APPROVE_ORDER, CANCEL_ORDER, CHANGE_APITOKEN, CHANGE_ORDER, CHANGE_ORDER_ADDRESS
 from orders.selectors import CappedPaginator
 from orders.tokens import token_revoke
 
-ADDRESS_PERMISSION = "orders.change_order_address"
 ADDRESS_FIELDS = ("street", "city", "zip")  # form fields named like the address keys
 ORDER_FIELDS = (
     "id",
@@ -42,7 +42,6 @@ ORDER_FIELDS = (
     "created_at",
     "updated_at",
 )
-BULK_LIMIT = 200  # the same cap as the console's bulk actions: each order is one workflow round trip
 INLINE_EVENTS = 20  # the latest events on an order's change page; the event list has them all
 
 
@@ -229,16 +228,16 @@ class OrderAdmin(ReadOnly, GrowingListAdmin, admin.ModelAdmin):
     readonly_fields = (*ORDER_FIELDS, "events_recorded", "events_count", "items", "other_address_fields")
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm("orders.change_order") or request.user.has_perm(ADDRESS_PERMISSION)
+        return request.user.has_perm(CHANGE_ORDER) or request.user.has_perm(CHANGE_ORDER_ADDRESS)
 
     def has_approve_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("orders.approve_order")
+        return request.user.has_perm(APPROVE_ORDER)
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("orders.cancel_order")
+        return request.user.has_perm(CANCEL_ORDER)
 
     def can_edit_address(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(ADDRESS_PERMISSION)
+        return request.user.has_perm(CHANGE_ORDER_ADDRESS)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         address = () if self.can_edit_address(request) else ADDRESS_FIELDS
@@ -392,7 +391,7 @@ class ApiTokenAdmin(ReadOnly, admin.ModelAdmin):
     actions = ("revoke_selected",)
 
     def has_revoke_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("orders.change_apitoken")
+        return request.user.has_perm(CHANGE_APITOKEN)
 
     @admin.action(description="Revoke selected tokens", permissions=["revoke"])
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:

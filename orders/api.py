@@ -27,21 +27,13 @@ from lifecycle.states import Action
 from lifecycle.validation import address_problems, order_id_problem, text_problem
 from orders import selectors, services
 from orders.actions import Verdict, idempotency_key_problem, order_act
-from orders.models import Order
+from orders.permissions import ACTION_PERMISSIONS, ADD_ORDER, API_PERMISSIONS, VIEW_ORDER
 from orders.tokens import token_authenticate
 from orders.workflow_start import order_workflow_start
 
 logger = logging.getLogger(__name__)
 
 MAX_TOTAL = Decimal("99999999.99")
-PERMISSIONS = {
-    "start": "orders.add_order",
-    "status": "orders.view_order",
-    Action.APPROVE: "orders.approve_order",
-    Action.CANCEL: "orders.cancel_order",
-    Action.UPDATE_ADDRESS: "orders.change_order_address",
-}
-API_PERMISSIONS = sorted(set(PERMISSIONS.values()))
 
 
 class TokenAuth(HttpBearer):
@@ -255,7 +247,7 @@ def _check_order_id(order_id: str) -> None:
 )
 async def start_order(request: HttpRequest, order_id: str, payload: StartIn) -> Status[Any]:
     _check_order_id(order_id)
-    _require(request, PERMISSIONS["start"])
+    _require(request, ADD_ORDER)
     problems = address_problems(payload.address)
     if problems:
         raise bad_request(problems)
@@ -273,7 +265,7 @@ async def start_order(request: HttpRequest, order_id: str, payload: StartIn) -> 
     run_id = order.workflow_run_id
     if not run_id:
         run_id = await order_workflow_start(order)
-    state = await Order.objects.filter(id=order.id).values_list("state", flat=True).aget()
+    state = await selectors.order_state_async(order_id=order.id)
     return Status(
         201 if outcome.created else 200,
         {"order_id": order.id, "workflow_id": order.id, "run_id": run_id, "state": state},
@@ -295,7 +287,7 @@ async def _act(
 ) -> Status[Any]:
     if idempotency_key is not None and idempotency_key_problem(idempotency_key):
         raise bad_request({"Idempotency-Key": idempotency_key_problem(idempotency_key)})
-    _require(request, PERMISSIONS[action])
+    _require(request, ACTION_PERMISSIONS[action])
     outcome = await order_act(
         order_id=order_id,
         action=action,
@@ -369,7 +361,7 @@ async def update_address(
     summary="An order's state, payment and timeline",
 )
 async def order_status(request: HttpRequest, order_id: str) -> Status[Any]:
-    _require(request, PERMISSIONS["status"])
+    _require(request, VIEW_ORDER)
     status = await sync_to_async(selectors.order_status)(order_id=order_id)
     if status is None:
         raise ApiError(404, f"order_id: no order {order_id!r}")

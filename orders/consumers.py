@@ -8,6 +8,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from orders.feed import GROUP, feed
+from orders.permissions import VIEW_ORDER
 
 POLICY_VIOLATION = 4403
 
@@ -17,11 +18,7 @@ class ReviewConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def connect(self) -> None:
         user = self.scope.get("user")
-        allowed = (
-            user is not None
-            and user.is_authenticated
-            and await database_sync_to_async(user.has_perm)("orders.view_order")
-        )
+        allowed = user is not None and user.is_authenticated and await database_sync_to_async(user.has_perm)(VIEW_ORDER)
         if not allowed:
             await self.close(code=POLICY_VIOLATION)
             return

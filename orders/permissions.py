@@ -1,25 +1,60 @@
-"""The groups people are put in, and the order permissions each holds."""
+"""The order permissions, the one place their names are written out, and the groups that hold them.
+
+Code asks for a permission by its constant here (`has_perm(APPROVE_ORDER)`); the API and the
+console find an action's permission in `ACTION_PERMISSIONS`. Templates may use Django's
+`perms.orders.<codename>`. Migrations keep their own copies, as migrations must.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from lifecycle.states import Action
+
+APP_LABEL = "orders"
+
+VIEW_ORDER = "orders.view_order"
+ADD_ORDER = "orders.add_order"
+CHANGE_ORDER = "orders.change_order"
+APPROVE_ORDER = "orders.approve_order"
+CANCEL_ORDER = "orders.cancel_order"
+CHANGE_ORDER_ADDRESS = "orders.change_order_address"
+CHANGE_APITOKEN = "orders.change_apitoken"  # revoking a token is changing it
+
+# The permission each human action needs, on every surface.
+ACTION_PERMISSIONS: dict[Action, str] = {
+    Action.APPROVE: APPROVE_ORDER,
+    Action.CANCEL: CANCEL_ORDER,
+    Action.UPDATE_ADDRESS: CHANGE_ORDER_ADDRESS,
+}
+# What a bearer token's user may be asked for: loaded with the token in one query (orders.tokens).
+API_PERMISSIONS = sorted({ADD_ORDER, VIEW_ORDER, *ACTION_PERMISSIONS.values()})
+
 REVIEWERS = "Reviewers"
 API_CLIENTS = "API clients"
-ACTION_PERMISSIONS = ["approve_order", "cancel_order", "change_order_address", "view_order"]
+REVIEWER_PERMISSIONS = [VIEW_ORDER, *ACTION_PERMISSIONS.values()]
 GROUPS = {
-    REVIEWERS: ACTION_PERMISSIONS,
-    API_CLIENTS: [*ACTION_PERMISSIONS, "add_order"],
+    REVIEWERS: REVIEWER_PERMISSIONS,
+    API_CLIENTS: [*REVIEWER_PERMISSIONS, ADD_ORDER],
 }
+
+
+def codename(permission: str) -> str:
+    """`approve_order` for `orders.approve_order`."""
+    return permission.partition(".")[2]
 
 
 def ensure_groups() -> None:
     """Create the groups with their permissions if missing (the migration does it on install)."""
     from django.contrib.auth.models import Group, Permission
 
-    for name, codenames in GROUPS.items():
+    for name, permissions in GROUPS.items():
         group, _ = Group.objects.get_or_create(name=name)
-        group.permissions.add(*Permission.objects.filter(content_type__app_label="orders", codename__in=codenames))
+        group.permissions.add(
+            *Permission.objects.filter(
+                content_type__app_label=APP_LABEL, codename__in=[codename(p) for p in permissions]
+            )
+        )
 
 
 def permission_held(user_ref: Any, permission: str) -> Any:
@@ -29,9 +64,9 @@ def permission_held(user_ref: Any, permission: str) -> Any:
     from django.contrib.auth.models import Permission
     from django.db.models import Exists, Q
 
-    app_label, _, codename = permission.partition(".")
+    app_label, _, name = permission.partition(".")
     return Exists(
-        Permission.objects.filter(content_type__app_label=app_label, codename=codename).filter(
+        Permission.objects.filter(content_type__app_label=app_label, codename=name).filter(
             Q(user=user_ref) | Q(group__user=user_ref)
         )
     )

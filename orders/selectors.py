@@ -21,6 +21,13 @@ def order_get(*, order_id: str) -> Order | None:
     return Order.objects.filter(id=order_id).first()
 
 
+async def order_state_async(*, order_id: str) -> str | None:
+    """The order's stored state, or None when there is no such order (1 query)."""
+    if order_id_problem(order_id):
+        return None
+    return await Order.objects.filter(id=order_id).values_list("state", flat=True).afirst()
+
+
 def order_status(*, order_id: str) -> dict[str, Any] | None:
     """The status document of the API: the order, its payment and its event timeline (3 queries)."""
     order = order_get(order_id=order_id)

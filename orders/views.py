@@ -24,18 +24,12 @@ from django.views.decorators.http import require_POST
 from lifecycle.states import END_STATES, Action, EventType, State, allows
 from lifecycle.validation import order_id_problem
 from orders import selectors
-from orders.actions import ActionOutcome, order_act_many_sync, order_act_sync
+from orders.actions import BULK_LIMIT, ActionOutcome, order_act_many_sync, order_act_sync
 from orders.forms import AddressForm
-from orders.models import ConsoleSubmission, Order
+from orders.models import ConsoleSubmission
+from orders.permissions import ACTION_PERMISSIONS, VIEW_ORDER
 
-VIEW_PERMISSION = "orders.view_order"
-ACTION_PERMISSIONS = {
-    Action.APPROVE: "orders.approve_order",
-    Action.CANCEL: "orders.cancel_order",
-    Action.UPDATE_ADDRESS: "orders.change_order_address",
-}
 BULK_ACTIONS = {"approve": Action.APPROVE, "cancel": Action.CANCEL}
-BULK_LIMIT = 200
 SHIPPING_STEPS = [
     (EventType.PAYMENT_CHARGED, "Payment charged"),
     (EventType.PACKAGE_PREPARED, "Package prepared"),
@@ -44,7 +38,7 @@ SHIPPING_STEPS = [
     (EventType.ORDER_COMPLETED, "Completed"),
 ]
 
-console_view = permission_required(VIEW_PERMISSION, raise_exception=True)
+console_view = permission_required(VIEW_ORDER, raise_exception=True)
 
 
 def _require(request: HttpRequest, action: Action) -> None:
@@ -191,7 +185,8 @@ def order_action(request: HttpRequest, order_id: str, action: str) -> HttpRespon
     if chosen is None:
         raise Http404("No such action")
     _require(request, chosen)
-    if selectors.order_get(order_id=order_id) is None:
+    order = selectors.order_get(order_id=order_id)
+    if order is None:
         raise Http404(f"No order {order_id!r}")
     kwargs: dict[str, Any] = {}
     if chosen is Action.UPDATE_ADDRESS:
@@ -201,8 +196,7 @@ def order_action(request: HttpRequest, order_id: str, action: str) -> HttpRespon
             context["address_form"] = form
             context["open_address"] = True
             return render(request, "review/order.html", context, status=400)
-        current = Order.objects.values_list("address_json", flat=True).get(id=order_id)
-        kwargs["address"] = {**current, **AddressForm.address(form.cleaned_data)}
+        kwargs["address"] = {**order.address_json, **AddressForm.address(form.cleaned_data)}
     outcome = run_once(
         request,
         request.POST.get("nonce", ""),

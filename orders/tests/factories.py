@@ -53,6 +53,24 @@ def order_body(*, payment_id: str | None = None, zip_code: str = "10001", **over
     return body
 
 
+def make_order(**fields: Any) -> Any:
+    """One order row (awaiting approval) without a workflow, for tests that must not get as far as Temporal."""
+    from django.utils import timezone
+
+    from orders.models import Order
+
+    defaults: dict[str, Any] = {
+        "id": new_order_id(),
+        "state": "AWAITING_APPROVAL",
+        "payment_id": f"pay-{uuid.uuid4().hex[:12]}",
+        "items_json": [{"name": "Widget", "price": "29.99", "quantity": 2}],
+        "address_json": {"street": "123 Main St", "city": "NYC", "zip": "10001"},
+        "total": Decimal("59.98"),
+        "approval_deadline": timezone.now() + timedelta(minutes=5),
+    }
+    return Order.objects.create(**(defaults | fields))
+
+
 def make_orders(
     count: int, *, state: str = "AWAITING_APPROVAL", prefix: str = "bulk", numbered: bool = False
 ) -> list[Any]:
