@@ -236,11 +236,22 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    # Kept quiet whatever LOG_LEVEL says: django.db.backends would log every query with its
-    # parameters, and the Temporal SDK's DEBUG lines print activity results and payloads; both
-    # carry payment ids (orders/tests/test_security.py checks that none reaches the logs).
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "temporalio": {"level": "INFO"}},
+    "loggers": {
+        # Kept quiet whatever LOG_LEVEL says: django.db.backends would log every query with its
+        # parameters, and the Temporal SDK's DEBUG lines print activity results and payloads; both
+        # carry payment ids (orders/tests/test_security.py checks that none reaches the logs).
+        "django.db.backends": {"level": "WARNING"},
+        "temporalio": {"level": "INFO"},
+        # Django's own lines go through the handler above only: without this, DEBUG adds Django's
+        # default console handler and every line of `django` appears twice (once not as JSON).
+        "django": {"handlers": []},
+        # A refused request (4xx: 400, 401, 404, 409 ...) is an answer, not a fault, and the web
+        # server's access log already has a line for it; 5xx and uncaught exceptions stay logged.
+        "django.request": {"level": "ERROR"},
+    },
 }
+# Applies LOGGING, then drops the web server's access lines for static files (orders_site/logs.py).
+LOGGING_CONFIG = "orders_site.logs.configure"
 
 # An activity that keeps failing is logged at ERROR (with the order id) from this attempt on.
 ACTIVITY_ERROR_LOG_ATTEMPT = env.int("ACTIVITY_ERROR_LOG_ATTEMPT", default=10)
