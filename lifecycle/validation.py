@@ -6,7 +6,8 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-ORDER_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+# Matched whole with fullmatch: `$` would also accept a trailing newline ("nl2\n" beside "nl2").
+ORDER_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 ADDRESS_REQUIRED = ("street", "city", "zip")
 ADDRESS_FIELD_MAX = 200
 ADDRESS_MAX_FIELDS = 12
@@ -25,7 +26,7 @@ def text_problem(value: str) -> str:
 
 
 def order_id_problem(order_id: str) -> str:
-    if not ORDER_ID_PATTERN.match(order_id):
+    if not ORDER_ID_PATTERN.fullmatch(order_id):
         return "must be 1-100 characters: letters, digits and . _ : - (starting with a letter or digit)"
     return ""
 

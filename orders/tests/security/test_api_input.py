@@ -216,6 +216,7 @@ INJECTION_IDS: list[tuple[str, int]] = [
     ("%00", 400),
     ("order-1\x00", 400),
     ("order-1\r\nSet-Cookie: x=1", 400),
+    ("nl2\n", 400),  # `$` under re.match accepted a trailing newline: "nl2\n" was an order beside "nl2"
     ("{{7*7}}", 400),
     ("${jndi:ldap://x/a}", 404),
 ]
@@ -287,6 +288,13 @@ def test_an_injection_shaped_payment_id_is_refused(token_client: Client) -> None
     detail = assert_refused(
         start(token_client, new_order_id(), order_body(payment_id="'; DROP TABLE payments;--")), 400
     )["detail"]
+    assert "payment_id" in detail
+    assert written() == before
+
+
+def test_a_payment_id_with_a_trailing_newline_is_refused(token_client: Client) -> None:
+    before = written()
+    detail = assert_refused(start(token_client, new_order_id(), order_body(payment_id="pay-1\n")), 400)["detail"]
     assert "payment_id" in detail
     assert written() == before
 
