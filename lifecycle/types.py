@@ -137,3 +137,5 @@ class StatusView:
     payment_status: str | None
     failure_reason: str
     allowed_actions: list[str] = field(default_factory=list)
+    # What the workflow's steps have written so far; `state` is ahead of it while a step runs.
+    recorded_state: str = ""

@@ -192,6 +192,9 @@ class OrderWorkflow(SeedSignals):
     def __init__(self, order: OrderInput) -> None:
         self._order = order
         self._state = State.ORDER_RECEIVED
+        # The state as the workflow's steps have written it so far: `_state` runs ahead of it while
+        # the step that writes the new state is under way (reconcile compares with both).
+        self._recorded = State.ORDER_RECEIVED
         self._addresses = AddressBook(order.order_id, order.address, order.tuning)
         self._approval: ActorRequest | None = None
         self._cancel: ActorRequest | None = None
@@ -244,7 +247,7 @@ class OrderWorkflow(SeedSignals):
             await self._fail(EventType.ORDER_FAILED, rejected.message)
             return False
         self._approval_deadline = deadline
-        self._state = State.AWAITING_APPROVAL
+        self._state = self._recorded = State.AWAITING_APPROVAL
         return True
 
     async def _review(self) -> bool:
@@ -275,7 +278,7 @@ class OrderWorkflow(SeedSignals):
         )
         result: PaymentResult = await activity_step("payment_charged", payment, order.tuning, result_type=PaymentResult)
         self._payment_status = result.status
-        self._state = State.PAYMENT_CHARGED
+        self._state = self._recorded = State.PAYMENT_CHARGED
 
     async def _ship(self) -> ShippingResult | None:
         """Start the shipping child with the final address and wait for its result; it decides
@@ -298,6 +301,7 @@ class OrderWorkflow(SeedSignals):
                 task_queue=order.shipping_task_queue,
             )
             result = await self._shipping
+            self._recorded = State.SHIPPING  # the child's first step, package_prepared, wrote it
         except ChildWorkflowError as err:
             result = ShippingResult(order.order_id, dispatched=False, detail=str(err.cause or err))
         finally:
@@ -318,7 +322,7 @@ class OrderWorkflow(SeedSignals):
         self._state = State.SHIPPED
         shipped = self._step(EventType.ORDER_SHIPPED, payload={"tracking_number": shipment.tracking_number})
         await local_step("order_shipped", shipped, self._order.tuning)
-        self._state = State.COMPLETED
+        self._state = self._recorded = State.COMPLETED
         return await self._end()
 
     async def _dispatch_failed(self, shipment: ShippingResult) -> str:
@@ -357,6 +361,7 @@ class OrderWorkflow(SeedSignals):
         self._state = state
         await workflow.wait_condition(self._addresses.settled)
         await activity_step(name, step, self._order.tuning)
+        self._recorded = state
 
     async def _end(self) -> str:
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -472,6 +477,7 @@ class OrderWorkflow(SeedSignals):
         return StatusView(
             order_id=self._order.order_id,
             state=self._state.value,
+            recorded_state=self._recorded.value,
             approved=self._approval is not None,
             approved_by=self._approval.actor if self._approval else "",
             cancel_requested=self._cancel is not None,

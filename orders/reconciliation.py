@@ -3,6 +3,12 @@
 The workflow owns an order's state; the database is its record. They drift only when something
 went wrong outside the workflow's control (a start whose workflow never began because Temporal
 was down, a database restored from an older backup, a hand edit). The workflow's word wins.
+
+A healthy order is often caught between two steps: the workflow has decided its next state
+while the step that writes it is still running, or the database has moved on since the workflow
+answered. So an order is in step when its stored state is one the workflow has recorded or is
+recording (`recorded_state` or `state` of its `status` query), read in that order; anything else
+is looked at again after `settle` seconds, and only a difference that stays put is drift.
 """
 
 from __future__ import annotations
@@ -18,12 +24,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from lifecycle.client import get_client
 from lifecycle.states import END_STATES, State
 from lifecycle.workflows import OrderWorkflow
-from orders import services
-from orders.models import Order
+from orders import selectors, services
 from orders.workflow_start import order_workflow_start
 
 CONCURRENCY = 20
 QUERY_TIMEOUT = timedelta(seconds=10)
+SETTLE_SECONDS = 2.0
+LOOKS = 3  # at most; a difference seen unchanged twice is drift
 
 NO_WORKFLOW = "no workflow"
 STATE_DIFFERS = "state differs"
@@ -40,13 +47,27 @@ class Drift:
     note: str = ""
 
 
-def _open_orders() -> list[tuple[str, str]]:
-    return list(
-        Order.objects.exclude(state__in=[s.value for s in END_STATES]).order_by("created_at").values_list("id", "state")
-    )
+@dataclass(frozen=True)
+class Look:
+    """The workflow's answer, then the stored state read right after it."""
+
+    database_state: str | None
+    workflow_state: str | None = None  # what the workflow has decided
+    recorded_state: str | None = None  # what its steps have written so far
+    closed_as: str | None = None  # how the workflow ended, if it has
+
+    def problem(self) -> str:
+        """Why this look is out of step ("" if it is in step)."""
+        if self.workflow_state is None:
+            return NO_WORKFLOW
+        if self.closed_as is not None and self.workflow_state not in END_STATES:
+            return WORKFLOW_CLOSED
+        if self.database_state in (self.workflow_state, self.recorded_state):
+            return ""
+        return STATE_DIFFERS
 
 
-async def _check(order_id: str, database_state: str, *, fix: bool) -> Drift | None:
+async def _look(order_id: str) -> Look:
     client = await get_client()
     handle = client.get_workflow_handle(order_id)
     try:
@@ -54,40 +75,61 @@ async def _check(order_id: str, database_state: str, *, fix: bool) -> Drift | No
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
-        drift = Drift(order_id, database_state, None, NO_WORKFLOW)
-        if fix and database_state == State.ORDER_RECEIVED:
-            await _start(order_id)
-            drift.fixed, drift.note = True, "workflow started"
-        return drift
+        return Look(await selectors.order_state_async(order_id=order_id))
     view = await handle.query(OrderWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
     closed = description.status not in (None, WorkflowExecutionStatus.RUNNING)
-    if closed and view.state not in END_STATES:
-        name = description.status.name if description.status else "?"
-        return Drift(order_id, database_state, view.state, WORKFLOW_CLOSED, note=f"workflow {name}; needs a person")
-    if view.state == database_state:
-        return None
-    drift = Drift(order_id, database_state, view.state, STATE_DIFFERS)
-    if fix:
+    return Look(
+        await selectors.order_state_async(order_id=order_id),
+        view.state,
+        view.recorded_state or view.state,
+        description.status.name if closed and description.status else None,
+    )
+
+
+async def _settled_look(order_id: str, settle: float) -> Look:
+    """The first look that is in step, or one whose difference stayed put for `settle` seconds."""
+    look = await _look(order_id)
+    for _ in range(LOOKS - 1):
+        if not look.problem():
+            return look
+        await asyncio.sleep(settle)
+        again = await _look(order_id)
+        if again == look:
+            return look
+        look = again
+    return look
+
+
+async def _check(order_id: str, *, fix: bool, settle: float) -> Drift | None:
+    look = await _settled_look(order_id, settle)
+    problem = look.problem()
+    if not problem or look.database_state is None:
+        return None  # in step, or the order is gone
+    drift = Drift(order_id, look.database_state, look.workflow_state, problem)
+    if problem == WORKFLOW_CLOSED:
+        drift.note = f"workflow {look.closed_as}; needs a person"
+    elif fix and problem == NO_WORKFLOW and look.database_state == State.ORDER_RECEIVED:
+        order = await sync_to_async(selectors.order_get)(order_id=order_id)
+        if order is not None:
+            await order_workflow_start(order)
+            drift.fixed, drift.note = True, "workflow started"
+    elif fix and problem == STATE_DIFFERS and look.recorded_state:
         # Compare-and-set: if the workflow moved the order meanwhile, its own write stands.
         await sync_to_async(services.order_set_state)(
-            order_id=order_id, state=State(view.state), from_states=(State(database_state),)
+            order_id=order_id, state=State(look.recorded_state), from_states=(State(look.database_state),)
         )
-        drift.fixed, drift.note = True, f"database set to {view.state}"
+        drift.fixed, drift.note = True, f"database set to {look.recorded_state}"
     return drift
 
 
-async def _start(order_id: str) -> None:
-    await order_workflow_start(await Order.objects.aget(id=order_id))
-
-
-async def reconcile(*, fix: bool) -> tuple[int, list[Drift]]:
+async def reconcile(*, fix: bool, settle: float = SETTLE_SECONDS) -> tuple[int, list[Drift]]:
     """(how many open orders were checked, the drifted ones)."""
-    orders = await sync_to_async(_open_orders)()
+    order_ids = await sync_to_async(selectors.open_order_ids)()
     limit = asyncio.Semaphore(CONCURRENCY)
 
-    async def one(order_id: str, state: str) -> Drift | None:
+    async def one(order_id: str) -> Drift | None:
         async with limit:
-            return await _check(order_id, state, fix=fix)
+            return await _check(order_id, fix=fix, settle=settle)
 
-    results = await asyncio.gather(*(one(order_id, state) for order_id, state in orders))
-    return len(orders), [drift for drift in results if drift is not None]
+    results = await asyncio.gather(*(one(order_id) for order_id in order_ids))
+    return len(order_ids), [drift for drift in results if drift is not None]

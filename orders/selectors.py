@@ -28,6 +28,12 @@ async def order_state_async(*, order_id: str) -> str | None:
     return await Order.objects.filter(id=order_id).values_list("state", flat=True).afirst()
 
 
+def open_order_ids() -> list[str]:
+    """Ids of the orders not in an end state, oldest first."""
+    open_orders = Order.objects.exclude(state__in=[state.value for state in END_STATES])
+    return list(open_orders.order_by("created_at").values_list("id", flat=True))
+
+
 def order_status(*, order_id: str) -> dict[str, Any] | None:
     """The status document of the API: the order, its payment and its event timeline (3 queries)."""
     order = order_get(order_id=order_id)

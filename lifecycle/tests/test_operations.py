@@ -89,3 +89,38 @@ def test_reconcile_reports_drift_and_fix_repairs_it_from_the_workflow(api: Any, 
     wait_for_state(orphan, "AWAITING_APPROVAL")
     call_command("reconcile")
     assert "0 drifted" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_reconcile_finds_no_drift_in_orders_that_are_moving_and_fixes_nothing(api: Any, workers: Any) -> None:
+    """Healthy orders caught between two steps are in step: reconcile --fix runs over and over
+    while orders are started and approved, and reports and repairs nothing."""
+    import asyncio
+    import threading
+
+    from orders.reconciliation import reconcile
+    from orders.tests.factories import new_order_id, order_body, wait_for_state
+
+    stop = threading.Event()
+    runs: list[tuple[int, list[Any]]] = []
+
+    def keep_reconciling() -> None:
+        while not stop.is_set():
+            runs.append(asyncio.run(reconcile(fix=True, settle=0.5)))
+
+    checker = threading.Thread(target=keep_reconciling)
+    checker.start()
+    order_ids = [new_order_id() for _ in range(12)]
+    try:
+        for order_id in order_ids:
+            assert api.post(f"/orders/{order_id}/start", order_body(), content_type="application/json").status_code
+        for order_id in order_ids:
+            assert api.post(f"/orders/{order_id}/signals/approve").status_code == 202
+        for order_id in order_ids:
+            wait_for_state(order_id, "COMPLETED")
+    finally:
+        stop.set()
+        checker.join(60)
+    assert sum(checked for checked, _ in runs) > 0, "reconcile never saw an open order"
+    assert [drift for _, drifts in runs for drift in drifts] == []
+    assert all(Order.objects.get(id=order_id).state == "COMPLETED" for order_id in order_ids)

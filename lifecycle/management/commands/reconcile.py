@@ -10,7 +10,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from lifecycle.client import TemporalUnavailable
 from lifecycle.management.base import TemporalCommand
-from orders.reconciliation import reconcile
+from orders.reconciliation import SETTLE_SECONDS, reconcile
 
 
 class Command(TemporalCommand):
@@ -20,10 +20,17 @@ class Command(TemporalCommand):
         parser.add_argument(
             "--fix", action="store_true", help="Repair drift from the workflow (start missing workflows)."
         )
+        parser.add_argument(
+            "--settle",
+            type=float,
+            default=SETTLE_SECONDS,
+            help="Seconds to wait before looking again at an order out of step; only a difference that "
+            "stays put is drift [%(default)s].",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            checked, drifts = asyncio.run(reconcile(fix=options["fix"]))
+            checked, drifts = asyncio.run(reconcile(fix=options["fix"], settle=options["settle"]))
         except TemporalUnavailable as err:
             raise CommandError(str(err)) from None
         for drift in drifts:
