@@ -27,7 +27,7 @@ from scripts.stack.processes import (
     describe_exit,
     wait_for,
 )
-from scripts.stack.temporal import TemporalServer
+from scripts.stack.temporal import TemporalServer, temporal_cli_version
 
 __all__ = [
     "HOST",
@@ -50,6 +50,7 @@ __all__ = [
     "postgres_connect",
     "postgres_url",
     "sqlite_url",
+    "temporal_cli_version",
     "wait_for",
     "wait_for_web",
     "wait_for_worker",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,3 +60,12 @@ class TemporalServer:
             what=f"Temporal to listen on {self.address}",
             process=process,
         )
+
+
+def temporal_cli_version() -> str:
+    """`temporal --version`'s line, or "unknown"."""
+    try:
+        result = subprocess.run([str(TEMPORAL_BIN), "--version"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return result.stdout.strip() or "unknown"
