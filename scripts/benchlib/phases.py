@@ -28,6 +28,7 @@ class Bench:
         self.stop = threading.Event()  # tells the driver's threads to give up
         self.cmax = max(args.concurrency)
         self.floor_spec = {"parent_activities": args.floor_activities}
+        self.token = ""  # the API token of the driver's user, made by set_up
         self.temporal_side: TemporalSide | None = None
         self.waiter: ResultWaiter | None = None
         self.temporal: Process | None = None
