@@ -268,7 +268,8 @@ class Supervisor:
             time.sleep(POLL_SECONDS)
         for process in running:
             if process.alive():
-                self.say(f"{process.name} did not stop in {grace:.0f} s; killing it")
+                why = "asked to hurry" if self._hurry else f"did not stop in {grace:.0f} s"
+                self.say(f"{process.name}: {why}; killing it")
                 self.kill(process)
 
 
