@@ -8,12 +8,14 @@ database, worker, web app) and uses nothing of the test session's: it behaves th
 from __future__ import annotations
 
 import json
-import subprocess
+import os
 import sys
 from pathlib import Path
 
 import psycopg
 import pytest
+
+from scripts.stack import StackError, Supervisor, postgres_connect, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "chaos.py"
@@ -31,23 +33,22 @@ TIMEOUT_SECONDS = 420  # far above the ~90 s it takes; a hang fails instead of b
 def require_postgres() -> None:
     """Fail at once with the reason, rather than let the script time out."""
     try:
-        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", connect_timeout=3).close()
+        postgres_connect(timeout=3).close()
     except psycopg.OperationalError as err:
         pytest.fail(f"the chaos test needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth): {err}")
 
 
-def run_chaos(args: list[str]) -> tuple[int, str, str]:
-    process = subprocess.Popen(
-        [sys.executable, str(SCRIPT), *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+def run_chaos(args: list[str], log: Path) -> tuple[int | None, str]:
+    """Its exit code and output (stdout and stderr)."""
+    supervisor = Supervisor(grace=60)
+    process = supervisor.start("chaos.py", [sys.executable, str(SCRIPT), *args], env=dict(os.environ), layer=0, log=log)
     try:
-        stdout, stderr = process.communicate(timeout=TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        # SIGTERM, not SIGKILL: the script then stops its stack and drops its database.
-        process.terminate()
-        stdout, stderr = process.communicate(timeout=60)
-        pytest.fail(f"scripts/chaos.py did not finish in {TIMEOUT_SECONDS} s:\n{stdout}\n{stderr[-3000:]}")
-    return process.returncode, stdout, stderr
+        wait_for(lambda: not process.alive(), seconds=TIMEOUT_SECONDS, what="scripts/chaos.py to finish", interval=1)
+    except StackError:
+        # SIGTERM first: the script then stops its stack and drops its database.
+        supervisor.stop(process)
+        pytest.fail(f"scripts/chaos.py did not finish in {TIMEOUT_SECONDS} s:\n{process.output()[-5000:]}")
+    return process.returncode, process.output()
 
 
 # Part of every `make test` (PostgreSQL and SQLite sessions alike); about 70-90 s on 2 cores.
@@ -55,8 +56,8 @@ def run_chaos(args: list[str]) -> tuple[int, str, str]:
 def test_thirty_orders_survive_worker_kills_and_dropped_connections(tmp_path: Path) -> None:
     require_postgres()
     report = tmp_path / "chaos.json"
-    returncode, stdout, stderr = run_chaos([*SHORT_RUN, "--json", str(report)])
-    assert returncode == 0, f"scripts/chaos.py failed ({returncode}):\n{stdout}\n{stderr[-3000:]}"
+    returncode, output = run_chaos([*SHORT_RUN, "--json", str(report)], tmp_path / "chaos.log")
+    assert returncode == 0, f"scripts/chaos.py failed ({returncode}):\n{output[-5000:]}"
     figures = json.loads(report.read_text())
     failed = [check for check in figures["checks"] if not check["ok"]]
     assert figures["ok"] and not failed, failed

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -16,18 +14,12 @@ from typing import Any
 
 import pytest
 
-from orders.tests.factories import free_port, new_order_id, order_body, wait_until
+from orders.tests.factories import new_order_id, order_body, wait_until
+from scripts.stack import Supervisor, free_port, port_open
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 START_SECONDS = 120.0
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def call(method: str, url: str, token: str = "", body: Any = None) -> tuple[int, Any]:
@@ -44,29 +36,28 @@ def call(method: str, url: str, token: str = "", body: Any = None) -> tuple[int,
 
 def test_make_run_serves_an_order_end_to_end_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     web, temporal, ui = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("TEMPORAL_ADDRESS", "DJANGO_SETTINGS_MODULE")}
-    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'orders.sqlite3'}", APPROVAL_TIMEOUT_SECONDS="300")
-    log_path = tmp_path / "devstack.log"
+    # Settings exported in the shell must not reach the app: these would break it if they did.
+    env = {**os.environ, "DATABASE_URL": "postgres://nobody@127.0.0.1:9/none", "TEMPORAL_ADDRESS": "127.0.0.1:9"}
     args = ["--web-port", str(web), "--temporal-port", str(temporal), "--temporal-ui-port", str(ui)]
-    with log_path.open("w") as log:
-        stack = subprocess.Popen(
-            [sys.executable, "scripts/devstack.py", *args, "--data-dir", str(tmp_path / "data")],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    supervisor = Supervisor()
+    devstack = supervisor.start(
+        "make run",
+        [sys.executable, "scripts/devstack.py", *args, "--data-dir", str(tmp_path / "data")],
+        env=env,
+        layer=0,
+        log=tmp_path / "devstack.log",
+    )
     try:
 
         def up() -> bool:
-            assert stack.poll() is None, log_path.read_text()
-            return f"http://localhost:{web}" in log_path.read_text() and listening(web)
+            assert devstack.alive(), devstack.output()
+            return f"http://localhost:{web}" in devstack.output() and port_open(web)
 
         wait_until(up, timeout=START_SECONDS, interval=0.5, what="make run to come up")
-        banner = log_path.read_text()
+        banner = devstack.output()
         credentials = json.loads((tmp_path / "data" / "dev-credentials.json").read_text())
         assert credentials["api_token"] in banner and "admin" in banner
+        assert (tmp_path / "data" / "orders.sqlite3").exists()
 
         base = f"http://127.0.0.1:{web}"
         assert call("GET", f"{base}/health")[0] == 200
@@ -83,11 +74,9 @@ def test_make_run_serves_an_order_end_to_end_and_ctrl_c_stops_everything(tmp_pat
             what=f"{order_id} to complete",
         )
 
-        stack.send_signal(signal.SIGINT)
-        assert stack.wait(timeout=60) == 0, log_path.read_text()
-        assert not listening(web) and not listening(temporal), log_path.read_text()
-        assert "all stopped" in log_path.read_text()
+        devstack.send(signal.SIGINT)
+        assert devstack.popen.wait(timeout=60) == 0, devstack.output()
+        assert not port_open(web) and not port_open(temporal), devstack.output()
+        assert "all stopped" in devstack.output()
     finally:
-        if stack.poll() is None:
-            os.killpg(stack.pid, signal.SIGKILL)
-            stack.wait()
+        supervisor.kill(devstack)  # its children die with it (PR_SET_PDEATHSIG)

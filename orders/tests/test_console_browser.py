@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -21,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from orders.tests.factories import free_port, new_order_id, order_body, wait_for_state, wait_until
+import scripts.stack
+from orders.tests.factories import new_order_id, order_body, wait_for_state
 
 pytestmark = pytest.mark.browser
 
@@ -50,8 +48,7 @@ def _require_chromium() -> None:
 @dataclass
 class Stack:
     url: str
-    env: dict[str, str]
-    processes: list[subprocess.Popen[bytes]]
+    processes: scripts.stack.Stack  # the web app and a worker on the test database
 
     def api(self, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
@@ -82,53 +79,26 @@ def stack(django_db_setup: None, django_db_blocker: Any, temporal: Any, tmp_path
     with django_db_blocker.unblock():
         db_url = database_url()
     suffix = uuid.uuid4().hex[:8]
-    port = free_port()
-    env = {
-        **os.environ,
+    settings = {
         "DATABASE_URL": db_url,
         "TEMPORAL_ADDRESS": temporal.address,
         "ORDER_TASK_QUEUE": f"order-tq-{suffix}",
         "SHIPPING_TASK_QUEUE": f"shipping-tq-{suffix}",
-        "APPROVAL_TIMEOUT_SECONDS": "900",
-        "REVIEW_FEED_INTERVAL_SECONDS": "0.1",
+        "APPROVAL_TIMEOUT_SECONDS": 900,
+        "REVIEW_FEED_INTERVAL_SECONDS": 0.1,
         "TEMPORAL_UI_URL": "http://localhost:8233",
+        "LOG_LEVEL": "INFO",
     }
-    logs = tmp_path_factory.mktemp("stack")
-    web = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "orders_site.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=(logs / "web.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "runworker"],
-        cwd=ROOT,
-        env=env,
-        stdout=(logs / "worker.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    stack = Stack(url=f"http://127.0.0.1:{port}", env=env, processes=[web, worker])
-
-    def healthy() -> bool:
-        try:
-            with urllib.request.urlopen(stack.url + "/health", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
+    processes = scripts.stack.Stack(settings, log_dir=tmp_path_factory.mktemp("stack"), grace=20)
+    port = scripts.stack.free_port()
     try:
-        wait_until(healthy, timeout=30, interval=0.2, what="the web app to answer /health")
-        wait_until(lambda: b"runworker ready" in (logs / "worker.log").read_bytes(), timeout=30, what="the worker")
-        yield stack
+        web = processes.start_web(port)
+        worker = processes.start_worker()
+        scripts.stack.wait_for_web(web, port, seconds=30)
+        scripts.stack.wait_for_worker(worker, seconds=30)
+        yield Stack(url=f"http://127.0.0.1:{port}", processes=processes)
     finally:
-        for process in stack.processes:
-            process.send_signal(signal.SIGTERM)
-        for process in stack.processes:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        processes.stop_all()
 
 
 @pytest.fixture(scope="module")

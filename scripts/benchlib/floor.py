@@ -2,13 +2,12 @@
 
 `scripts/bench.py` starts this module as its own process to host the floor's workers:
 
-    .venv/bin/python scripts/bench_floor.py worker --address 127.0.0.1:7233 \
+    .venv/bin/python -m scripts.benchlib.floor worker --address 127.0.0.1:7233 \
         --order-queue bench-floor-order --shipping-queue bench-floor-shipping
 
-and drives the workflows itself with the Temporal client, by name (`BenchFloorOrder`), so it never
-imports this file. The workflows live in a module of their own (not in bench.py) because
-Temporal's workflow sandbox re-imports a workflow's module by name, which a script's `__main__`
-cannot be.
+and drives the workflows itself with the Temporal client, by name (`BenchFloorOrder`). The
+workflows live in a module of their own because Temporal's workflow sandbox re-imports a
+workflow's module by name, which a script's `__main__` cannot be.
 
 The default shape is the one issue #5 defines: "6 no-op activities, a child workflow with 2 no-op
 activities on a second queue, approval signalled right after start". Every activity is a no-op and
@@ -19,14 +18,10 @@ there is no database, web app or Django anywhere:
                                  1 activity                                (charged)
                                  child on the shipping queue:
                                      1 activity                            (package_prepared)
-                                     [hand-shake: signal parent package_ready, wait for "dispatch"]
                                      1 activity                            (carrier_dispatched)
                                  2 activities                              (shipped, completed)
 
-`parent_activities` (6 by default; 7 is `lifecycle.workflows.OrderWorkflow`'s count, with
-`order_approved`) and `handshake` (the package_ready/dispatch signal exchange our order workflow
-does with its shipping child, off by default) come in the workflow input, so bench.py's
-`--floor-activities 7 --floor-handshake` gives the order workflow's full shape.
+`parent_activities` (6 by default) comes in the workflow input: bench.py's `--floor-activities`.
 
 Activity options are the order workflow's: start-to-close 2 s; retries from 5 ms, doubling, at most
 200 ms. The worker is configured like `manage.py runworker`: both queues in one process, one
@@ -80,7 +75,6 @@ def split_activities(total: int) -> tuple[int, int, int]:
 class FloorOrderWorkflow:
     def __init__(self) -> None:
         self._approved = False
-        self._package_ready = False
 
     @workflow.run
     async def run(self, spec: dict[str, Any]) -> str:
@@ -90,17 +84,9 @@ class FloorOrderWorkflow:
         await workflow.wait_condition(lambda: self._approved)
         for i in range(between):
             await workflow.execute_activity("floor_noop", f"mid-{i}", **ACTIVITY_OPTIONS)
-        handshake = bool(spec.get("handshake", False))
-        child = await workflow.start_child_workflow(
-            SHIPPING_WORKFLOW,
-            {"handshake": handshake},
-            id=f"{workflow.info().workflow_id}-shipping",
-            task_queue=spec["shipping_queue"],
+        await workflow.execute_child_workflow(
+            SHIPPING_WORKFLOW, id=f"{workflow.info().workflow_id}-shipping", task_queue=spec["shipping_queue"]
         )
-        if handshake:
-            await workflow.wait_condition(lambda: self._package_ready)
-            await child.signal("dispatch")
-        await child
         for i in range(after):
             await workflow.execute_activity("floor_noop", f"post-{i}", **ACTIVITY_OPTIONS)
         return "COMPLETED"
@@ -109,29 +95,14 @@ class FloorOrderWorkflow:
     def approve(self) -> None:
         self._approved = True
 
-    @workflow.signal(name="package_ready")
-    def package_ready(self) -> None:
-        self._package_ready = True
-
 
 @workflow.defn(name=SHIPPING_WORKFLOW)
 class FloorShippingWorkflow:
-    def __init__(self) -> None:
-        self._dispatch = False
-
     @workflow.run
-    async def run(self, spec: dict[str, Any]) -> str:
+    async def run(self) -> str:
         await workflow.execute_activity("floor_noop", "package_prepared", **ACTIVITY_OPTIONS)
-        parent = workflow.info().parent
-        if spec.get("handshake", False) and parent is not None:
-            await workflow.get_external_workflow_handle(parent.workflow_id).signal("package_ready")
-            await workflow.wait_condition(lambda: self._dispatch)
         await workflow.execute_activity("floor_noop", "carrier_dispatched", **ACTIVITY_OPTIONS)
         return "SHIPPED"
-
-    @workflow.signal(name="dispatch")
-    def dispatch(self) -> None:
-        self._dispatch = True
 
 
 @workflow.defn(name=TIMER_WORKFLOW)
@@ -189,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the copy imported under its own name, so the workflow classes belong to `bench_floor`
-    # (importable by the sandbox) and not to `__main__`.
-    import bench_floor
+    # Run the copy imported under its own name, so the workflow classes belong to
+    # `scripts.benchlib.floor` (importable by the sandbox) and not to `__main__`.
+    from scripts.benchlib import floor
 
-    sys.exit(bench_floor.main())
+    sys.exit(floor.main())
