@@ -239,7 +239,7 @@ LOGGING = {
     "loggers": {
         # Kept quiet whatever LOG_LEVEL says: django.db.backends would log every query with its
         # parameters, and the Temporal SDK's DEBUG lines print activity results and payloads; both
-        # carry payment ids (orders/tests/test_security.py checks that none reaches the logs).
+        # carry payment ids (orders/tests/security/test_logs.py checks that none reaches the logs).
         "django.db.backends": {"level": "WARNING"},
         "temporalio": {"level": "INFO"},
         # Django's own lines go through the handler above only: without this, DEBUG adds Django's

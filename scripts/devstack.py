@@ -5,9 +5,10 @@ login and an API token exist (kept in .data/dev-credentials.json), runs the Temp
 (`manage.py runworker`) and the web app (uvicorn), prints where everything is, and on Ctrl-C
 stops what it started: the web app first, then the workers, and the Temporal server last.
 
-The app's database is the SQLite file .data/orders.sqlite3 (in --data-dir). The app sees only the
-settings this script gives it (scripts/stack/environment.py): variables such as DATABASE_URL or
-DEBUG exported in the shell do not reach it.
+The app's database is the SQLite file .data/orders.sqlite3 (in --data-dir). The app sees the
+settings this script gives it (scripts/stack/environment.py) and the app settings exported in
+your shell, which win and are named when it starts: `DATABASE_URL=postgres://... make run` runs
+it on PostgreSQL, `APPROVAL_TIMEOUT_SECONDS=60 make run` with a one-minute review window.
 
 Run it from the repository root with the project's virtualenv:
 
@@ -36,6 +37,7 @@ from scripts.stack import (
     Stack,
     StackError,
     TemporalServer,
+    exported_settings,
     port_open,
     sqlite_url,
     wait_for,
@@ -301,7 +303,12 @@ def parse_args(argv: list[str] | None) -> Config:
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
-    stack = Stack(config.app_settings(), say=say)
+    exported = exported_settings()
+    if exported:
+        say(
+            f"from your shell, the app also gets: {', '.join(f'{k}={v}' for k, v in exported.items() if k != 'SECRET_KEY')}"
+        )
+    stack = Stack(config.app_settings(), exported=exported, say=say)
     stack.handle_stop_signals()
     try:
         return run(config, stack)

@@ -53,6 +53,7 @@ def run_chaos(args: list[str], log: Path) -> tuple[int | None, str]:
 
 # Part of every `make test` (PostgreSQL and SQLite sessions alike); about 70-90 s on 2 cores.
 @pytest.mark.slow
+@pytest.mark.timeout(TIMEOUT_SECONDS + 60)
 def test_thirty_orders_survive_worker_kills_and_dropped_connections(tmp_path: Path) -> None:
     require_postgres()
     report = tmp_path / "chaos.json"

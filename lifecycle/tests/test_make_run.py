@@ -4,7 +4,6 @@ Ctrl-C takes it all down again. Real processes: the Temporal dev server, runwork
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import urllib.error
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from orders.tests.factories import new_order_id, order_body, wait_until
-from scripts.stack import Supervisor, free_port, port_open
+from scripts.stack import Supervisor, base_environment, free_port, port_open
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +35,9 @@ def call(method: str, url: str, token: str = "", body: Any = None) -> tuple[int,
 
 def test_make_run_serves_an_order_end_to_end_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     web, temporal, ui = free_port(), free_port(), free_port()
-    # Settings exported in the shell must not reach the app: these would break it if they did.
-    env = {**os.environ, "DATABASE_URL": "postgres://nobody@127.0.0.1:9/none", "TEMPORAL_ADDRESS": "127.0.0.1:9"}
+    # A fresh shell (CI's DATABASE_URL must not reach `make run`) in which the user exported one
+    # app setting: make run passes it on and names it.
+    env = {**base_environment(), "APPROVAL_TIMEOUT_SECONDS": "240"}
     args = ["--web-port", str(web), "--temporal-port", str(temporal), "--temporal-ui-port", str(ui)]
     supervisor = Supervisor()
     devstack = supervisor.start(
@@ -58,6 +58,7 @@ def test_make_run_serves_an_order_end_to_end_and_ctrl_c_stops_everything(tmp_pat
         credentials = json.loads((tmp_path / "data" / "dev-credentials.json").read_text())
         assert credentials["api_token"] in banner and "admin" in banner
         assert (tmp_path / "data" / "orders.sqlite3").exists()
+        assert "from your shell, the app also gets: APPROVAL_TIMEOUT_SECONDS=240" in banner
 
         base = f"http://127.0.0.1:{web}"
         assert call("GET", f"{base}/health")[0] == 200

@@ -12,7 +12,7 @@ import pytest
 
 from orders.tests.factories import wait_until
 from scripts.stack import REPO_ROOT, StackError, app_environment
-from scripts.stack.environment import LEFT_AT_DEFAULT, PASSED_THROUGH, SETTABLE
+from scripts.stack.environment import LEFT_AT_DEFAULT, PASSED_THROUGH, SETTABLE, exported_settings
 
 SETTINGS_FILE = REPO_ROOT / "orders_site" / "settings.py"
 SCRIPTS_DIR = REPO_ROOT / "scripts"
@@ -121,3 +121,19 @@ def test_no_function_in_scripts_is_longer_than_a_hundred_lines() -> None:
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert not long, f"split these (at most {MAX_FUNCTION_LINES} lines each): {long}"
+
+
+def test_make_run_passes_on_the_app_settings_the_user_exported_and_nothing_else(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`APPROVAL_TIMEOUT_SECONDS=60 make run` is a choice (devstack names it when it starts); the
+    benchmark, the chaos run and the tests build their environment without `exported`."""
+    monkeypatch.setenv("APPROVAL_TIMEOUT_SECONDS", "60")
+    monkeypatch.setenv("DB_POOL_MAX_SIZE", "3")
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    exported = exported_settings()
+    assert exported["APPROVAL_TIMEOUT_SECONDS"] == "60" and exported["DB_POOL_MAX_SIZE"] == "3"
+    assert "PYTHONPATH" not in exported
+    env = app_environment({"APPROVAL_TIMEOUT_SECONDS": 300, "DEBUG": True}, exported=exported)
+    assert (env["APPROVAL_TIMEOUT_SECONDS"], env["DB_POOL_MAX_SIZE"], env["DEBUG"]) == ("60", "3", "true")
+    assert "PYTHONPATH" not in env

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from datetime import timedelta
@@ -19,13 +18,6 @@ def wait_until(predicate: Any, *, timeout: float = 30, interval: float = 0.05, w
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now, for a server a test starts."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_state(order_id: str, *states: str, timeout: float = 30) -> str:

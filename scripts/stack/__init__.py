@@ -13,7 +13,7 @@
 
 from scripts.stack.app import Stack, wait_for_web, wait_for_worker, web_health
 from scripts.stack.database import FreshDatabase, postgres_connect, postgres_url, sqlite_url
-from scripts.stack.environment import app_environment, base_environment
+from scripts.stack.environment import app_environment, base_environment, exported_settings
 from scripts.stack.ports import HOST, free_port, port_open
 from scripts.stack.processes import (
     LAYER_TEMPORAL,
@@ -45,6 +45,7 @@ __all__ = [
     "app_environment",
     "base_environment",
     "describe_exit",
+    "exported_settings",
     "free_port",
     "port_open",
     "postgres_connect",

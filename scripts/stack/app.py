@@ -32,13 +32,16 @@ class Stack(Supervisor):
     """A Supervisor that runs the app: every app process gets `settings` (see environment.py),
     and a start may override some of them for that one process."""
 
-    def __init__(self, settings: dict[str, Setting], **supervisor: Any) -> None:
+    def __init__(
+        self, settings: dict[str, Setting], *, exported: dict[str, str] | None = None, **supervisor: Any
+    ) -> None:
         super().__init__(**supervisor)
         self.settings = dict(settings)
+        self.exported = dict(exported or {})
         app_environment(self.settings)  # refuses an unknown setting now, not at the first start
 
     def app_env(self, **overrides: Setting) -> dict[str, str]:
-        return app_environment({**self.settings, **overrides})
+        return app_environment({**self.settings, **overrides}, exported=self.exported)
 
     def manage(
         self, *args: str, check: bool = True, capture: bool = True, timeout: float = 300.0, **overrides: Setting

@@ -79,9 +79,17 @@ def base_environment() -> dict[str, str]:
     }
 
 
-def app_environment(settings: dict[str, Setting]) -> dict[str, str]:
+def exported_settings() -> dict[str, str]:
+    """The app settings exported in this shell. Only `make run` passes them on, and it names them;
+    the benchmark, the chaos run and the tests never do, so no shell changes their figures."""
+    known = SETTABLE | LEFT_AT_DEFAULT
+    return {name: value for name, value in sorted(os.environ.items()) if name in known}
+
+
+def app_environment(settings: dict[str, Setting], *, exported: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of an app process (manage.py, runworker, uvicorn): the allowed part of this
-    process's environment, and `settings`; every other setting takes the app's default."""
+    process's environment, and `settings`, then the `exported` ones the user chose (which win);
+    every other setting takes the app's default."""
     unknown = sorted(set(settings) - SETTABLE)
     if unknown:
         raise ValueError(f"not settable by the stack (see scripts/stack/environment.py): {', '.join(unknown)}")
@@ -91,6 +99,7 @@ def app_environment(settings: dict[str, Setting]) -> dict[str, str]:
         # Logs should show up as they happen even when the output goes to a file or a pipe.
         "PYTHONUNBUFFERED": "1",
         **{name: _text(value) for name, value in settings.items()},
+        **(exported or {}),
     }
 
 
