@@ -84,7 +84,6 @@ def stack(django_db_setup: None, django_db_blocker: Any, temporal: Any, tmp_path
         "TEMPORAL_ADDRESS": temporal.address,
         "ORDER_TASK_QUEUE": f"order-tq-{suffix}",
         "SHIPPING_TASK_QUEUE": f"shipping-tq-{suffix}",
-        "APPROVAL_TIMEOUT_SECONDS": 900,
         "REVIEW_FEED_INTERVAL_SECONDS": 0.1,
         "TEMPORAL_UI_URL": "http://localhost:8233",
         "LOG_LEVEL": "INFO",
