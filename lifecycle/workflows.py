@@ -167,15 +167,32 @@ def action_error(action: Action, reason: str, state: State) -> ApplicationError:
     return ApplicationError(refusal_message(action, reason), state.value, type=ACTION_NOT_ALLOWED)
 
 
-class SeedSignals:
-    """What the order and its shipping child share for the seed's signals: one that the state
-    does not allow, or with an invalid address, is logged and ignored (a signal has no answer)."""
+class DecidesUntilDispatch:
+    """What the order and its shipping child share: each in turn decides cancel and address
+    changes until the dispatch, through the same Updates (refused atomically by their validators)
+    and the same seed signals (one the state does not allow, or with an invalid address, is
+    logged and ignored: a signal has no answer)."""
+
+    _cancel: ActorRequest | None
+    _addresses: AddressBook
 
     def _order_id(self) -> str:
         raise NotImplementedError
 
+    def _current_state(self) -> State:
+        raise NotImplementedError
+
     def _refusal(self, action: Action) -> str:
         raise NotImplementedError
+
+    def _check(self, action: Action) -> None:
+        reason = self._refusal(action)
+        if reason:
+            raise action_error(action, reason, self._current_state())
+
+    async def _passed_on(self, signal: str, arg: Any) -> bool:
+        """Whether a seed signal went on to another workflow instead of being decided here."""
+        return False
 
     def _ignored(self, action: Action, change: AddressChange | None = None) -> bool:
         reason = self._refusal(action)
@@ -185,9 +202,39 @@ class SeedSignals:
             workflow.logger.warning("Ignoring %s signal for %s: %s", action.value, self._order_id(), reason)
         return bool(reason)
 
+    @workflow.update(name="cancel")
+    def cancel(self, request: ActorRequest) -> ActionResult:
+        self._cancel = request
+        return ActionResult(True, self._current_state().value, "cancellation accepted")
+
+    @cancel.validator
+    def _validate_cancel(self, request: ActorRequest) -> None:
+        self._check(Action.CANCEL)
+
+    @workflow.update(name="change_address")
+    async def change_address(self, change: AddressChange) -> ActionResult:
+        await self._addresses.change(change)
+        return ActionResult(True, self._current_state().value, "address updated")
+
+    @change_address.validator
+    def _validate_change_address(self, change: AddressChange) -> None:
+        self._check(Action.UPDATE_ADDRESS)
+        check_address(change, self._current_state())
+
+    @workflow.signal(name="cancel_order")
+    async def cancel_order(self, request: ActorRequest | None = None) -> None:
+        request = request or ActorRequest()
+        if not await self._passed_on("cancel_order", request) and not self._ignored(Action.CANCEL):
+            self._cancel = request
+
+    @workflow.signal(name="update_address")
+    async def update_address(self, change: AddressChange) -> None:
+        if not await self._passed_on("update_address", change) and not self._ignored(Action.UPDATE_ADDRESS, change):
+            await self._addresses.change(change)
+
 
 @workflow.defn
-class OrderWorkflow(SeedSignals):
+class OrderWorkflow(DecidesUntilDispatch):
     @workflow.init
     def __init__(self, order: OrderInput) -> None:
         self._order = order
@@ -399,11 +446,30 @@ class OrderWorkflow(SeedSignals):
                 self._state.value,
                 type=ASK_SHIPPING,
             )
-        reason = self._refusal(action)
-        if reason:
-            raise action_error(action, reason, self._state)
+        super()._check(action)
 
-    # --- Updates: the API's way in, refused atomically when not allowed -------------------------
+    def _current_state(self) -> State:
+        return self._state
+
+    async def _passed_on(self, signal: str, arg: Any) -> bool:
+        """A seed cancel_order / update_address that arrives while the shipping child decides goes
+        on to the child, once it has started; if the child has ended by then, it came too late."""
+        if not self._child_decides:
+            return False
+        await workflow.wait_condition(lambda: self._shipping is not None or not self._child_decides)
+        if self._shipping is None:
+            workflow.logger.warning("Ignoring %s signal for %s: shipping has ended", signal, self._order.order_id)
+            return True
+        try:
+            await self._shipping.signal(signal, arg)
+        except FailureError as err:  # the child ended in between
+            workflow.logger.warning("Could not pass %s on for %s: %s", signal, self._order.order_id, err)
+        return True
+
+    def _order_id(self) -> str:
+        return self._order.order_id
+
+    # --- approve, as an Update and as the seed's signal (cancel and address changes: the base) ---
     @workflow.update(name="approve")
     def approve(self, request: ActorRequest) -> ActionResult:
         self._approval = request
@@ -413,59 +479,10 @@ class OrderWorkflow(SeedSignals):
     def _validate_approve(self, request: ActorRequest) -> None:
         self._check(Action.APPROVE)
 
-    @workflow.update(name="cancel")
-    def cancel(self, request: ActorRequest) -> ActionResult:
-        self._cancel = request
-        return ActionResult(True, self._state.value, "cancellation accepted")
-
-    @cancel.validator
-    def _validate_cancel(self, request: ActorRequest) -> None:
-        self._check(Action.CANCEL)
-
-    @workflow.update(name="change_address")
-    async def change_address(self, change: AddressChange) -> ActionResult:
-        await self._addresses.change(change)
-        return ActionResult(True, self._state.value, "address updated")
-
-    @change_address.validator
-    def _validate_change_address(self, change: AddressChange) -> None:
-        self._check(Action.UPDATE_ADDRESS)
-        check_address(change, self._state)
-
-    # --- the seed's signals ---------------------------------------------------------------------
     @workflow.signal(name="approve_order")
     def approve_order(self, request: ActorRequest | None = None) -> None:
         if not self._ignored(Action.APPROVE):
             self._approval = request or ActorRequest()
-
-    @workflow.signal(name="cancel_order")
-    async def cancel_order(self, request: ActorRequest | None = None) -> None:
-        if self._child_decides:
-            await self._pass_on("cancel_order", request or ActorRequest())
-        elif not self._ignored(Action.CANCEL):
-            self._cancel = request or ActorRequest()
-
-    @workflow.signal(name="update_address")
-    async def update_address(self, change: AddressChange) -> None:
-        if self._child_decides:
-            await self._pass_on("update_address", change)
-        elif not self._ignored(Action.UPDATE_ADDRESS, change):
-            await self._addresses.change(change)
-
-    async def _pass_on(self, signal: str, arg: Any) -> None:
-        """A seed signal that arrives while the shipping child decides goes on to the child, once
-        it has started; if the child has ended by then, the signal came too late."""
-        await workflow.wait_condition(lambda: self._shipping is not None or not self._child_decides)
-        if self._shipping is None:
-            workflow.logger.warning("Ignoring %s signal for %s: shipping has ended", signal, self._order.order_id)
-            return
-        try:
-            await self._shipping.signal(signal, arg)
-        except FailureError as err:  # the child ended in between
-            workflow.logger.warning("Could not pass %s on for %s: %s", signal, self._order.order_id, err)
-
-    def _order_id(self) -> str:
-        return self._order.order_id
 
     # --- from the shipping child (the seed's "signals parent on dispatch failure") --------------
     @workflow.signal(name="dispatch_failed")
@@ -491,7 +508,7 @@ class OrderWorkflow(SeedSignals):
 
 
 @workflow.defn
-class ShippingWorkflow(SeedSignals):
+class ShippingWorkflow(DecidesUntilDispatch):
     """Prepares the package and hands it to the carrier. Until it schedules the dispatch it
     decides cancel and address changes: the same Updates and seed signals as the order."""
 
@@ -552,39 +569,8 @@ class ShippingWorkflow(SeedSignals):
             return "a cancellation is already under way"
         return refusal_reason(action, State.SHIPPING, dispatch_started=self._dispatch_started)
 
-    def _check(self, action: Action) -> None:
-        reason = self._refusal(action)
-        if reason:
-            raise action_error(action, reason, State.SHIPPING)
-
-    @workflow.update(name="cancel")
-    def cancel(self, request: ActorRequest) -> ActionResult:
-        self._cancel = request
-        return ActionResult(True, State.SHIPPING.value, "cancellation accepted")
-
-    @cancel.validator
-    def _validate_cancel(self, request: ActorRequest) -> None:
-        self._check(Action.CANCEL)
-
-    @workflow.update(name="change_address")
-    async def change_address(self, change: AddressChange) -> ActionResult:
-        await self._addresses.change(change)
-        return ActionResult(True, State.SHIPPING.value, "address updated")
-
-    @change_address.validator
-    def _validate_change_address(self, change: AddressChange) -> None:
-        self._check(Action.UPDATE_ADDRESS)
-        check_address(change, State.SHIPPING)
-
-    @workflow.signal(name="cancel_order")
-    def cancel_order(self, request: ActorRequest | None = None) -> None:
-        if not self._ignored(Action.CANCEL):
-            self._cancel = request or ActorRequest()
-
-    @workflow.signal(name="update_address")
-    async def update_address(self, change: AddressChange) -> None:
-        if not self._ignored(Action.UPDATE_ADDRESS, change):
-            await self._addresses.change(change)
+    def _current_state(self) -> State:
+        return State.SHIPPING
 
     def _order_id(self) -> str:
         return self._shipping.order_id
