@@ -35,7 +35,7 @@ class ReviewConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """Clients only listen."""
 
-    async def order_changed(self, message: dict[str, Any]) -> None:
-        await self.send_json(
-            {"order_id": message["order_id"], "state": message["state"], "updated_at": message["updated_at"]}
-        )
+    async def order_changes(self, message: dict[str, Any]) -> None:
+        """A batch from the feed (one page of rows at most); the browser gets one message per change."""
+        for change in message["changes"]:
+            await self.send_json(change)
