@@ -46,3 +46,11 @@ async def changes_until(
         if not await communicator.receive_nothing(timeout=0.05, interval=0.01):
             changes.append(await communicator.receive_json_from())
     return changes
+
+
+async def next_output(communicator: WebsocketCommunicator, *, timeout: float) -> dict[str, Any] | None:
+    """The application's next message to the client (a change, or the close), or None after `timeout`."""
+    if await communicator.receive_nothing(timeout=timeout, interval=0.01):
+        return None
+    output: dict[str, Any] = await communicator.receive_output()
+    return output
