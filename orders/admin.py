@@ -57,10 +57,12 @@ def order_link(row: Event | Payment) -> SafeString:
 
 
 @admin.display(description="who")
-def event_who(event: Event) -> str:
+def event_who(event: Event) -> SafeString:
     payload = event.payload_json if isinstance(event.payload_json, dict) else {}
     actor, via = payload.get("actor") or "", payload.get("via") or ""
-    return f"{actor} via {via}" if actor and via else actor or via or "workflow"
+    if actor:  # a person's name, isolated so that its direction cannot reorder "via ..."
+        return format_html("<bdi>{}</bdi> via {}", actor, via) if via else format_html("<bdi>{}</bdi>", actor)
+    return format_html("{}", via or "workflow")
 
 
 @admin.display(description="payload")
@@ -206,8 +208,8 @@ def _address_part(key: str, label: str) -> Any:
     """A read-only display of one part of the address, named like the form field it stands in for."""
 
     @admin.display(description=label)
-    def show(model_admin: admin.ModelAdmin, order: Order) -> str:
-        return str(_current_address(order).get(key, ""))
+    def show(model_admin: admin.ModelAdmin, order: Order) -> SafeString:
+        return format_html("<bdi>{}</bdi>", _current_address(order).get(key, ""))
 
     return show
 
@@ -327,7 +329,8 @@ class OrderAdmin(ReadOnly, GrowingListAdmin, admin.ModelAdmin):
     @admin.display(description="Items")
     def items(self, order: Order) -> SafeString:
         rows = ((item.get("quantity"), item.get("name"), item.get("price")) for item in order.items_json or [])
-        return format_html("<ul>{}</ul>", format_html_join("", "<li>{} × {} at {}</li>", rows))
+        # The name is isolated: a right-to-left override in it must not turn the price around.
+        return format_html("<ul>{}</ul>", format_html_join("", "<li>{} × <bdi>{}</bdi> at {}</li>", rows))
 
     street = _address_part("street", "Street")
     city = _address_part("city", "City")
@@ -344,9 +347,9 @@ class OrderAdmin(ReadOnly, GrowingListAdmin, admin.ModelAdmin):
         return format_html('{} · <a href="{}">all in the event list</a>', self.events_count(order), url)
 
     @admin.display(description="Other address fields")
-    def other_address_fields(self, order: Order) -> str:
-        extra = {k: v for k, v in _current_address(order).items() if k not in ADDRESS_FIELDS}
-        return ", ".join(f"{k}: {v}" for k, v in extra.items()) or "—"
+    def other_address_fields(self, order: Order) -> SafeString:
+        extra = [(k, v) for k, v in _current_address(order).items() if k not in ADDRESS_FIELDS]
+        return format_html_join(", ", "<bdi>{}</bdi>: <bdi>{}</bdi>", extra) or format_html("—")
 
     @admin.action(description="Approve selected orders", permissions=["approve"])
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
