@@ -349,7 +349,7 @@ class OrderAdmin(ReadOnly, GrowingListAdmin, admin.ModelAdmin):
     @admin.display(description="Other address fields")
     def other_address_fields(self, order: Order) -> SafeString:
         extra = [(k, v) for k, v in _current_address(order).items() if k not in ADDRESS_FIELDS]
-        return format_html_join(", ", "<bdi>{}</bdi>: <bdi>{}</bdi>", extra) or format_html("—")
+        return format_html_join(", ", "<bdi>{}</bdi>: <bdi>{}</bdi>", extra) or SafeString("—")
 
     @admin.action(description="Approve selected orders", permissions=["approve"])
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
