@@ -14,6 +14,7 @@ from urllib.parse import quote_plus
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import quote
 from django.contrib.admin.views.main import ChangeList
 from django.db import router, transaction
 from django.db.models import QuerySet
@@ -26,7 +27,7 @@ from django.utils.translation import gettext
 
 from lifecycle.states import Action, allows, refusal_reason
 from lifecycle.validation import ADDRESS_FIELD_MAX, address_problems
-from orders.actions import BULK_LIMIT, order_act_many_sync, order_act_sync
+from orders.actions import BULK_LIMIT, ActionOutcome, Verdict, order_act_many_sync, order_act_sync
 from orders.models import ApiToken, Event, Order, Payment
 from orders.permissions import APPROVE_ORDER, CANCEL_ORDER, CHANGE_APITOKEN, CHANGE_ORDER, CHANGE_ORDER_ADDRESS
 from orders.selectors import CappedPaginator
@@ -48,6 +49,24 @@ INLINE_EVENTS = 20  # the latest events on an order's change page; the event lis
 
 def _current_address(order: Order) -> dict[str, Any]:
     return dict(order.address_json) if isinstance(order.address_json, dict) else {}
+
+
+ASKED = {
+    Action.APPROVE: "the approval of",
+    Action.CANCEL: "the cancellation of",
+    Action.UPDATE_ADDRESS: "the address change of",
+}
+
+
+def _unconfirmed(outcome: ActionOutcome) -> SafeString:
+    """The truth about an action Temporal did not answer in time: it may still be applied."""
+    return format_html(
+        'Not confirmed: {} <a href="{}">{}</a> — {}. It may still be applied: check the order before sending it again.',
+        ASKED[outcome.action],
+        reverse("admin:orders_order_change", args=[quote(outcome.order_id)]),
+        outcome.order_id,
+        outcome.detail,
+    )
 
 
 @admin.display(description="order", ordering="order_id")
@@ -310,6 +329,8 @@ class OrderAdmin(ReadOnly, GrowingListAdmin, admin.ModelAdmin):
         if outcome.applied:
             super().log_change(request, obj, "Changed the address through the workflow.")
             self.message_user(request, f"The address of {obj.id} was updated.", messages.SUCCESS)
+        elif outcome.verdict is Verdict.UNAVAILABLE:
+            self.message_user(request, _unconfirmed(outcome), messages.WARNING)
         else:
             self.message_user(request, f"The address of {obj.id} was not changed: {outcome.detail}", messages.ERROR)
 
@@ -369,10 +390,14 @@ class OrderAdmin(ReadOnly, GrowingListAdmin, admin.ModelAdmin):
             order_ids=order_ids, action=action, actor=request.user.get_username(), via="admin"
         )
         applied = [o.order_id for o in outcomes if o.applied]
-        summary = f"{done} {len(applied)} of {len(outcomes)} orders" + (f": {', '.join(applied)}." if applied else ".")
+        unknown = sum(1 for o in outcomes if o.verdict is Verdict.UNAVAILABLE)
+        summary = f"{done} {len(applied)} of {len(outcomes)} orders" + (f": {', '.join(applied)}" if applied else "")
+        summary += f"; {unknown} not confirmed." if unknown else "."
         self.message_user(request, summary, messages.SUCCESS if applied else messages.WARNING)
         for outcome in outcomes:
-            if not outcome.applied:
+            if outcome.verdict is Verdict.UNAVAILABLE:
+                self.message_user(request, _unconfirmed(outcome), messages.WARNING)
+            elif not outcome.applied:
                 state = f" (state {outcome.state})" if outcome.state else ""
                 message = f"{outcome.order_id}: not {done.lower()}{state}: {outcome.detail}"
                 self.message_user(request, message, messages.ERROR)
