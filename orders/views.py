@@ -73,6 +73,10 @@ def unconfirmed(outcome: Any) -> bool:
     return any(isinstance(row, dict) and row.get("verdict") == Verdict.UNAVAILABLE for row in rows)
 
 
+def usable_nonce(nonce: str) -> bool:
+    return 0 < len(nonce) <= 64  # the column's width; a form without one acts without run_once
+
+
 def run_once(request: HttpRequest, nonce: str, act: Callable[[str], Any]) -> Any:
     """Run a console action once per rendered form: a double click gets the first result.
 
@@ -82,7 +86,7 @@ def run_once(request: HttpRequest, nonce: str, act: Callable[[str], Any]) -> Any
     later), the same submission sent again asks once more, and Temporal answers with that Update's
     outcome instead of applying it twice.
     """
-    if not nonce or len(nonce) > 64:
+    if not usable_nonce(nonce):
         return act("")
     mine = ConsoleSubmission.objects.filter(nonce=nonce, user=request.user)
     try:
@@ -262,7 +266,7 @@ def order_action(request: HttpRequest, order_id: str, action: str) -> HttpRespon
         ),
     )
     pending = request.session.get(UNCONFIRMED_FORMS, {})
-    if outcome is not None and unconfirmed(outcome):
+    if outcome is not None and unconfirmed(outcome) and usable_nonce(nonce):
         pending[f"{order_id}/{action}"] = nonce
     else:
         pending.pop(f"{order_id}/{action}", None)
