@@ -61,7 +61,7 @@ ASKED = {
 def _unconfirmed(outcome: ActionOutcome) -> SafeString:
     """The truth about an action Temporal did not answer in time: it may still be applied."""
     return format_html(
-        'Not confirmed: {} <a href="{}">{}</a> — {}. It may still be applied: check the order before sending it again.',
+        'Not confirmed: {} <a href="{}">{}</a> — {}. It may still be applied.',
         ASKED[outcome.action],
         reverse("admin:orders_order_change", args=[quote(outcome.order_id)]),
         outcome.order_id,

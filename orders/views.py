@@ -288,8 +288,8 @@ def _report(request: HttpRequest, outcome: dict[str, Any] | None) -> None:
         messages.warning(
             request,
             format_html(
-                'Not confirmed: {} <a href="{}">{}</a> — {}. It may still be applied: check the order before '
-                "acting otherwise; “{}” asks again and never applies it twice.",
+                'Not confirmed: {} <a href="{}">{}</a> — {}. It may still be applied; “{}” asks again and never '
+                "applies it twice.",
                 asked,
                 reverse("review:order", args=[outcome["order_id"]]),
                 outcome["order_id"],
