@@ -8,7 +8,9 @@ each page takes at 100,000 orders is the benchmark's business: `scripts/bench.py
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from typing import Any
 
 import pytest
@@ -161,3 +163,13 @@ def test_the_admin_payment_list_costs_the_same_queries_with_few_or_many_payments
     for query in ("?status__exact=COMPLETED", "?o=2", "?o=-1"):
         with django_assert_num_queries(ADMIN_LIST_QUERIES):
             assert admin_client.get("/admin/orders/payment/" + query).status_code == 200
+
+
+def test_the_event_and_payment_lists_link_to_an_order_whose_id_admin_would_misread(admin_client: Client) -> None:
+    order = make_orders(1, prefix="order_2F")[0]  # unquoted, admin reads "_2F" as "/"
+    add_events(order, 1)
+    Payment.objects.create(payment_id=order.payment_id, order=order, status="COMPLETED", amount=order.total)
+    for listing in ("/admin/orders/event/", "/admin/orders/payment/"):
+        [link] = re.findall(r'href="(/admin/orders/order/[^"]+)"', admin_client.get(listing).content.decode())
+        page = admin_client.get(html.unescape(link))
+        assert page.status_code == 200 and page.context["original"] == order, listing
