@@ -114,14 +114,19 @@ async def order_act(
     return ActionOutcome(order_id, action, verdict, detail, current)
 
 
-async def order_act_many(*, order_ids: list[str], action: Action, actor: str, via: str) -> list[ActionOutcome]:
+async def order_act_many(
+    *, order_ids: list[str], action: Action, actor: str, via: str, idempotency_key: str = ""
+) -> list[ActionOutcome]:
     """The same action on several orders, a few at a time; one outcome per order, in order.
-    Callers keep to BULK_LIMIT orders."""
+    Callers keep to BULK_LIMIT orders. One `idempotency_key` serves them all (an Update id
+    names an Update within its workflow only)."""
     limit = asyncio.Semaphore(BULK_CONCURRENCY)
 
     async def one(order_id: str) -> ActionOutcome:
         async with limit:
-            return await order_act(order_id=order_id, action=action, actor=actor, via=via)
+            return await order_act(
+                order_id=order_id, action=action, actor=actor, via=via, idempotency_key=idempotency_key
+            )
 
     return list(await asyncio.gather(*(one(order_id) for order_id in dict.fromkeys(order_ids))))
 

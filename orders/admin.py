@@ -14,6 +14,8 @@ from urllib.parse import quote_plus
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import quote
+from django.contrib.admin.views.main import ChangeList
 from django.db import router, transaction
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
@@ -25,7 +27,7 @@ from django.utils.translation import gettext
 
 from lifecycle.states import Action, allows, refusal_reason
 from lifecycle.validation import ADDRESS_FIELD_MAX, address_problems
-from orders.actions import BULK_LIMIT, order_act_many_sync, order_act_sync
+from orders.actions import BULK_LIMIT, ActionOutcome, Verdict, order_act_many_sync, order_act_sync
 from orders.models import ApiToken, Event, Order, Payment
 from orders.permissions import APPROVE_ORDER, CANCEL_ORDER, CHANGE_APITOKEN, CHANGE_ORDER, CHANGE_ORDER_ADDRESS
 from orders.selectors import CappedPaginator
@@ -49,17 +51,39 @@ def _current_address(order: Order) -> dict[str, Any]:
     return dict(order.address_json) if isinstance(order.address_json, dict) else {}
 
 
+ASKED = {
+    Action.APPROVE: "the approval of",
+    Action.CANCEL: "the cancellation of",
+    Action.UPDATE_ADDRESS: "the address change of",
+}
+
+
+def _unconfirmed(outcome: ActionOutcome) -> SafeString:
+    """The truth about an action Temporal did not answer in time: it may still be applied."""
+    return format_html(
+        'Not confirmed: {} <a href="{}">{}</a> — {}. It may still be applied.',
+        ASKED[outcome.action],
+        reverse("admin:orders_order_change", args=[quote(outcome.order_id)]),
+        outcome.order_id,
+        outcome.detail,
+    )
+
+
 @admin.display(description="order", ordering="order_id")
 def order_link(row: Event | Payment) -> SafeString:
-    # From the foreign key column: no join, no extra query per row.
-    return format_html('<a href="{}">{}</a>', reverse("admin:orders_order_change", args=[row.order_id]), row.order_id)
+    # From the foreign key column: no join, no extra query per row. Quoted as admin expects: it reads
+    # "_2F" in an id such as "order_2F1" as "/".
+    url = reverse("admin:orders_order_change", args=[quote(row.order_id)])
+    return format_html('<a href="{}">{}</a>', url, row.order_id)
 
 
 @admin.display(description="who")
-def event_who(event: Event) -> str:
+def event_who(event: Event) -> SafeString:
     payload = event.payload_json if isinstance(event.payload_json, dict) else {}
     actor, via = payload.get("actor") or "", payload.get("via") or ""
-    return f"{actor} via {via}" if actor and via else actor or via or "workflow"
+    if actor:  # a person's name, isolated so that its direction cannot reorder "via ..."
+        return format_html("<bdi>{}</bdi> via {}", actor, via) if via else format_html("<bdi>{}</bdi>", actor)
+    return format_html("{}", via or "workflow")
 
 
 @admin.display(description="payload")
@@ -86,15 +110,32 @@ class ReadOnly:
         return actions
 
 
+class IndexedChangeList(ChangeList):
+    """Admin's changelist, sorting only by the columns in `sortable_by`. Admin hides the other
+    columns' sort links but still obeys a hand-written `?o=`, which would sort the whole table."""
+
+    def get_ordering_field(self, field_name: Any) -> Any:
+        if self.sortable_by is not None and field_name not in self.sortable_by:
+            return None
+        return super().get_ordering_field(field_name)
+
+
 class GrowingListAdmin:
     """Changelists of tables that only grow (orders, payments, events): every query a page makes
     stays bounded however many rows there are. Rows are counted up to COUNT_CAP (the templates in
     templates/admin/orders/ then say "10,000+" and page through that many), never counted again
-    unfiltered, and filter facets, which count every choice over the whole table, are off."""
+    unfiltered, and filter facets, which count every choice over the whole table, are off.
+
+    A list sorts only by columns that an index returns in order with few ties (`sortable_by`): a
+    page then reads about 50 index entries. Sorting by a column of a few values (a state, a type,
+    a status) would sort every row of the largest value, and one without an index every row."""
 
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return IndexedChangeList
 
     def get_paginator(
         self,
@@ -188,8 +229,8 @@ def _address_part(key: str, label: str) -> Any:
     """A read-only display of one part of the address, named like the form field it stands in for."""
 
     @admin.display(description=label)
-    def show(model_admin: admin.ModelAdmin, order: Order) -> str:
-        return str(_current_address(order).get(key, ""))
+    def show(model_admin: admin.ModelAdmin, order: Order) -> SafeString:
+        return format_html("<bdi>{}</bdi>", _current_address(order).get(key, ""))
 
     return show
 
@@ -214,7 +255,7 @@ class OrderAdmin(ReadOnly, GrowingListAdmin, admin.ModelAdmin):
     search_fields = ("id__exact",)  # exact match uses the primary key index
     search_help_text = "Search by the exact order id."
     ordering = ("-created_at", "-id")  # read backwards from idx_orders_created_id, never sorted
-    sortable_by = ("id", "state", "created_at", "updated_at")  # the indexed columns: no sort of every order
+    sortable_by = ("id", "created_at", "updated_at")  # see GrowingListAdmin; the state has its filter
     # Every column is on the order row itself, so no join is needed (and none is made): the list
     # costs the same number of queries for any page size.
     list_select_related = ()
@@ -290,6 +331,8 @@ class OrderAdmin(ReadOnly, GrowingListAdmin, admin.ModelAdmin):
         if outcome.applied:
             super().log_change(request, obj, "Changed the address through the workflow.")
             self.message_user(request, f"The address of {obj.id} was updated.", messages.SUCCESS)
+        elif outcome.verdict is Verdict.UNAVAILABLE:
+            self.message_user(request, _unconfirmed(outcome), messages.WARNING)
         else:
             self.message_user(request, f"The address of {obj.id} was not changed: {outcome.detail}", messages.ERROR)
 
@@ -309,7 +352,8 @@ class OrderAdmin(ReadOnly, GrowingListAdmin, admin.ModelAdmin):
     @admin.display(description="Items")
     def items(self, order: Order) -> SafeString:
         rows = ((item.get("quantity"), item.get("name"), item.get("price")) for item in order.items_json or [])
-        return format_html("<ul>{}</ul>", format_html_join("", "<li>{} × {} at {}</li>", rows))
+        # The name is isolated: a right-to-left override in it must not turn the price around.
+        return format_html("<ul>{}</ul>", format_html_join("", "<li>{} × <bdi>{}</bdi> at {}</li>", rows))
 
     street = _address_part("street", "Street")
     city = _address_part("city", "City")
@@ -326,9 +370,9 @@ class OrderAdmin(ReadOnly, GrowingListAdmin, admin.ModelAdmin):
         return format_html('{} · <a href="{}">all in the event list</a>', self.events_count(order), url)
 
     @admin.display(description="Other address fields")
-    def other_address_fields(self, order: Order) -> str:
-        extra = {k: v for k, v in _current_address(order).items() if k not in ADDRESS_FIELDS}
-        return ", ".join(f"{k}: {v}" for k, v in extra.items()) or "—"
+    def other_address_fields(self, order: Order) -> SafeString:
+        extra = [(k, v) for k, v in _current_address(order).items() if k not in ADDRESS_FIELDS]
+        return format_html_join(", ", "<bdi>{}</bdi>: <bdi>{}</bdi>", extra) or SafeString("—")
 
     @admin.action(description="Approve selected orders", permissions=["approve"])
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
@@ -348,10 +392,14 @@ class OrderAdmin(ReadOnly, GrowingListAdmin, admin.ModelAdmin):
             order_ids=order_ids, action=action, actor=request.user.get_username(), via="admin"
         )
         applied = [o.order_id for o in outcomes if o.applied]
-        summary = f"{done} {len(applied)} of {len(outcomes)} orders" + (f": {', '.join(applied)}." if applied else ".")
+        unknown = sum(1 for o in outcomes if o.verdict is Verdict.UNAVAILABLE)
+        summary = f"{done} {len(applied)} of {len(outcomes)} orders" + (f": {', '.join(applied)}" if applied else "")
+        summary += f"; {unknown} not confirmed." if unknown else "."
         self.message_user(request, summary, messages.SUCCESS if applied else messages.WARNING)
         for outcome in outcomes:
-            if not outcome.applied:
+            if outcome.verdict is Verdict.UNAVAILABLE:
+                self.message_user(request, _unconfirmed(outcome), messages.WARNING)
+            elif not outcome.applied:
                 state = f" (state {outcome.state})" if outcome.state else ""
                 message = f"{outcome.order_id}: not {done.lower()}{state}: {outcome.detail}"
                 self.message_user(request, message, messages.ERROR)
@@ -360,6 +408,8 @@ class OrderAdmin(ReadOnly, GrowingListAdmin, admin.ModelAdmin):
 @admin.register(Event)
 class EventAdmin(ReadOnly, GrowingListAdmin, admin.ModelAdmin):
     list_display = ("timestamp", order_link, "type", event_who)
+    ordering = ("-timestamp", "-id")  # the latest first, read backwards from idx_events_timestamp
+    sortable_by = ("timestamp", order_link)  # see GrowingListAdmin; the type has its filter
     list_filter = ("type", ("timestamp", admin.DateFieldListFilter))
     search_fields = ("order__id__exact",)
     search_help_text = "Search by the exact order id."
@@ -370,6 +420,8 @@ class EventAdmin(ReadOnly, GrowingListAdmin, admin.ModelAdmin):
 @admin.register(Payment)
 class PaymentAdmin(ReadOnly, GrowingListAdmin, admin.ModelAdmin):
     list_display = ("payment_id", order_link, "status", "amount", "created_at", "updated_at")
+    ordering = ("-payment_id",)  # the primary key's index; payments have no time index
+    sortable_by = ("payment_id", order_link)  # see GrowingListAdmin; the status has its filter
     list_filter = ("status",)
     search_fields = ("payment_id__exact", "order__id__exact")
     search_help_text = "Search by the exact payment id or order id."

@@ -15,21 +15,30 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from lifecycle.states import END_STATES, Action, EventType, State, allows
 from lifecycle.validation import order_id_problem
 from orders import selectors
-from orders.actions import BULK_LIMIT, ActionOutcome, order_act_many_sync, order_act_sync
+from orders.actions import BULK_LIMIT, ActionOutcome, Verdict, order_act_many_sync, order_act_sync
 from orders.forms import AddressForm
 from orders.models import ConsoleSubmission
 from orders.permissions import ACTION_PERMISSIONS, VIEW_ORDER
 
 BULK_ACTIONS = {"approve": Action.APPROVE, "cancel": Action.CANCEL}
+ORDER_FORMS = {"approve": Action.APPROVE, "cancel": Action.CANCEL, "address": Action.UPDATE_ADDRESS}
+# Words for an action whose outcome is not confirmed: (what was asked, the button that asks again).
+UNCONFIRMED_WORDS = {
+    Action.APPROVE: ("the approval of", "Approve"),
+    Action.CANCEL: ("the cancellation of", "Yes, cancel the order"),
+    Action.UPDATE_ADDRESS: ("the address change of", "Save address"),
+}
 SHIPPING_STEPS = [
     (EventType.PAYMENT_CHARGED, "Payment charged"),
     (EventType.PACKAGE_PREPARED, "Package prepared"),
@@ -39,6 +48,7 @@ SHIPPING_STEPS = [
 ]
 
 console_view = permission_required(VIEW_ORDER, raise_exception=True)
+UNCONFIRMED_FORMS = "unconfirmed_forms"  # session key: "<order id>/<form>" -> the nonce it was sent with
 
 
 def _require(request: HttpRequest, action: Action) -> None:
@@ -57,23 +67,52 @@ def _outcome_dict(outcome: ActionOutcome) -> dict[str, Any]:
     }
 
 
-def run_once(request: HttpRequest, nonce: str, act: Callable[[], Any]) -> Any:
-    """Run a console action once per rendered form: a double click gets the first result."""
-    if not nonce or len(nonce) > 64:
-        return act()
+def unconfirmed(outcome: Any) -> bool:
+    """Whether an outcome (one action's, or a list of them) holds one that Temporal did not confirm."""
+    rows = outcome if isinstance(outcome, list) else [outcome]
+    return any(isinstance(row, dict) and row.get("verdict") == Verdict.UNAVAILABLE for row in rows)
+
+
+def usable_nonce(nonce: str) -> bool:
+    return 0 < len(nonce) <= 64  # the column's width; a form without one acts without run_once
+
+
+def run_once(request: HttpRequest, nonce: str, act: Callable[[str], Any]) -> Any:
+    """Run a console action once per rendered form: a double click gets the first result.
+
+    The form's nonce also names the action for Temporal, as the API's Idempotency-Key does: `act`
+    gets a key made from it, so every attempt of one submission sends the same Update id. When an
+    attempt was not confirmed (Temporal did not answer in time, though it may apply the action
+    later), the same submission sent again asks once more, and Temporal answers with that Update's
+    outcome instead of applying it twice.
+    """
+    if not usable_nonce(nonce):
+        return act("")
+    mine = ConsoleSubmission.objects.filter(nonce=nonce, user=request.user)
     try:
         ConsoleSubmission.objects.create(nonce=nonce, user=request.user)
     except IntegrityError:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            row = ConsoleSubmission.objects.filter(nonce=nonce, user=request.user).first()
-            if row is None or row.outcome is not None:
-                return row.outcome if row else None
-            time.sleep(0.1)
-        return None
-    outcome = act()
-    ConsoleSubmission.objects.filter(nonce=nonce).update(outcome=outcome)
+        row = mine.first()
+        if row is None:  # another user's nonce
+            return None
+        if row.outcome is None:  # a double click: the first click's attempt is still running
+            return _outcome_when_known(mine)
+        if not unconfirmed(row.outcome):
+            return row.outcome
+        # Sent again after an unconfirmed outcome: ask again, under the same Update id.
+    outcome = act(f"console:{nonce}")
+    mine.update(outcome=outcome)
     return outcome
+
+
+def _outcome_when_known(submission: QuerySet[ConsoleSubmission]) -> Any:
+    deadline = time.monotonic() + settings.TEMPORAL_UPDATE_TIMEOUT_SECONDS + 5
+    while time.monotonic() < deadline:
+        row = submission.first()
+        if row is None or row.outcome is not None:
+            return row.outcome if row else None
+        time.sleep(0.1)
+    return None
 
 
 def _safe_next(request: HttpRequest, fallback: str) -> str:
@@ -129,17 +168,27 @@ def bulk(request: HttpRequest) -> HttpResponse:
     if not order_ids:
         messages.error(request, "Select at least one order.")
         return redirect(_safe_next(request, reverse("review:queue")))
+    nonce = request.POST.get("nonce", "")
     results = run_once(
         request,
-        request.POST.get("nonce", ""),
-        lambda: [
+        nonce,
+        lambda key: [
             _outcome_dict(o)
             for o in order_act_many_sync(
-                order_ids=order_ids, action=action, actor=request.user.get_username(), via="console"
+                order_ids=order_ids,
+                action=action,
+                actor=request.user.get_username(),
+                via="console",
+                idempotency_key=key,
             )
         ],
     )
-    request.session["bulk_results"] = {"action": action.value, "rows": results or []}
+    request.session["bulk_results"] = {
+        "action": action.value,
+        "rows": results or [],
+        # What the results' "Ask again" button sends: this same submission, so the same Update ids.
+        "again": {"nonce": nonce, "order_ids": order_ids} if results and unconfirmed(results) else None,
+    }
     return redirect(_safe_next(request, reverse("review:queue")))
 
 
@@ -153,6 +202,10 @@ def _order_context(request: HttpRequest, order_id: str) -> dict[str, Any]:
         action.value: request.user.has_perm(ACTION_PERMISSIONS[action]) and allows(action, order.state)
         for action in Action
     }
+    # A form whose last submission was not confirmed keeps its nonce: sending it again asks about
+    # the same action (the same Update id) instead of starting a second one.
+    fresh = uuid.uuid4().hex
+    pending = request.session.get(UNCONFIRMED_FORMS, {})
     return {
         "order": order,
         "payment": payment,
@@ -164,7 +217,7 @@ def _order_context(request: HttpRequest, order_id: str) -> dict[str, Any]:
         "allowed": allowed,
         "ended": order.state in END_STATES,
         "temporal_url": f"{settings.TEMPORAL_UI_URL}/namespaces/{settings.TEMPORAL_NAMESPACE}/workflows/{order.id}",
-        "nonce": uuid.uuid4().hex,
+        "nonces": {form: pending.get(f"{order.id}/{form}", f"{fresh}-{form}") for form in ORDER_FORMS},
     }
 
 
@@ -181,7 +234,7 @@ def order_detail(request: HttpRequest, order_id: str) -> HttpResponse:
 @login_required
 @console_view
 def order_action(request: HttpRequest, order_id: str, action: str) -> HttpResponse:
-    chosen = {"approve": Action.APPROVE, "cancel": Action.CANCEL, "address": Action.UPDATE_ADDRESS}.get(action)
+    chosen = ORDER_FORMS.get(action)
     if chosen is None:
         raise Http404("No such action")
     _require(request, chosen)
@@ -197,13 +250,27 @@ def order_action(request: HttpRequest, order_id: str, action: str) -> HttpRespon
             context["open_address"] = True
             return render(request, "review/order.html", context, status=400)
         kwargs["address"] = {**order.address_json, **AddressForm.address(form.cleaned_data)}
+    nonce = request.POST.get("nonce", "")
     outcome = run_once(
         request,
-        request.POST.get("nonce", ""),
-        lambda: _outcome_dict(
-            order_act_sync(order_id=order_id, action=chosen, actor=request.user.get_username(), via="console", **kwargs)
+        nonce,
+        lambda key: _outcome_dict(
+            order_act_sync(
+                order_id=order_id,
+                action=chosen,
+                actor=request.user.get_username(),
+                via="console",
+                idempotency_key=key,
+                **kwargs,
+            )
         ),
     )
+    pending = request.session.get(UNCONFIRMED_FORMS, {})
+    if outcome is not None and unconfirmed(outcome) and usable_nonce(nonce):
+        pending[f"{order_id}/{action}"] = nonce
+    else:
+        pending.pop(f"{order_id}/{action}", None)
+    request.session[UNCONFIRMED_FORMS] = pending
     _report(request, outcome)
     return HttpResponseRedirect(reverse("review:order", args=[order_id]))
 
@@ -216,5 +283,19 @@ def _report(request: HttpRequest, outcome: dict[str, Any] | None) -> None:
     elif outcome["applied"]:
         done = {"approve": "Approved", "cancel": "Cancellation accepted", "update_address": "Address updated"}
         messages.success(request, f"{done[outcome['action']]}: {outcome['order_id']}.")
+    elif unconfirmed(outcome):
+        asked, button = UNCONFIRMED_WORDS[Action(outcome["action"])]
+        messages.warning(
+            request,
+            format_html(
+                'Not confirmed: {} <a href="{}">{}</a> — {}. It may still be applied; “{}” asks again and never '
+                "applies it twice.",
+                asked,
+                reverse("review:order", args=[outcome["order_id"]]),
+                outcome["order_id"],
+                outcome["detail"],
+                button,
+            ),
+        )
     else:
         messages.error(request, f"Not done — {outcome['detail']}")

@@ -1,4 +1,8 @@
-"""Presentation helpers of the review console: states, items, addresses, events in words."""
+"""Presentation helpers of the review console: states, items, addresses, events in words.
+
+Text that people typed (item names, addresses, reasons, user names) is wrapped in `<bdi>`: a
+right-to-left override in a city must not turn the zip code after it around.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from typing import Any
 from django import template
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from lifecycle.states import State
 
@@ -40,17 +46,24 @@ def state_label(state: str) -> str:
 
 
 @register.filter
-def items_summary(items: list[dict[str, Any]]) -> str:
-    return ", ".join(f"{item.get('quantity', 1)} × {item.get('name', '?')}" for item in items or [])
+def isolated(value: Any) -> SafeString:
+    """User text as a bidi isolate: it reads its own way without reordering what surrounds it."""
+    return format_html("<bdi>{}</bdi>", value)
 
 
 @register.filter
-def address_line(address: dict[str, Any]) -> str:
+def items_summary(items: list[dict[str, Any]]) -> SafeString:
+    rows = ((item.get("quantity", 1), item.get("name", "?")) for item in items or [])
+    return format_html_join(", ", "{} × <bdi>{}</bdi>", rows)
+
+
+@register.filter
+def address_line(address: dict[str, Any]) -> SafeString:
     if not isinstance(address, dict):
-        return ""
+        return SafeString()
     main = [address.get("street", ""), address.get("city", ""), address.get("zip", "")]
-    extra = [str(v) for k, v in address.items() if k not in ("street", "city", "zip")]
-    return ", ".join(str(part) for part in [*main, *extra] if part)
+    extra = [v for k, v in address.items() if k not in ("street", "city", "zip")]
+    return format_html_join(", ", "<bdi>{}</bdi>", ((part,) for part in [*main, *extra] if part))
 
 
 def _moment(value: Any) -> str:
@@ -65,23 +78,23 @@ def _moment(value: Any) -> str:
 
 
 @register.filter
-def event_summary(payload: dict[str, Any]) -> str:
+def event_summary(payload: dict[str, Any]) -> SafeString:
     """The one line a reviewer needs from an event's payload."""
     if not isinstance(payload, dict):
-        return ""
+        return SafeString()
     if "old" in payload and "new" in payload:
-        return f"{address_line(payload['old'])} → {address_line(payload['new'])}"
+        return format_html("{} → {}", address_line(payload["old"]), address_line(payload["new"]))
     parts = []
     if "amount" in payload:
-        parts.append(f"{payload['amount']} (payment {payload.get('payment_id', '')})")
+        parts.append(format_html("{} (payment <bdi>{}</bdi>)", payload["amount"], payload.get("payment_id", "")))
     if "reason" in payload:
-        parts.append(str(payload["reason"]))
+        parts.append(isolated(payload["reason"]))
     if "tracking_number" in payload:
-        parts.append(f"tracking {payload['tracking_number']}")
+        parts.append(format_html("tracking <bdi>{}</bdi>", payload["tracking_number"]))
     if "address" in payload and isinstance(payload["address"], dict):
-        parts.append(f"to {address_line(payload['address'])}")
+        parts.append(format_html("to {}", address_line(payload["address"])))
     if "total" in payload:
-        parts.append(f"total {payload['total']}")
+        parts.append(format_html("total {}", payload["total"]))
     if "approval_deadline" in payload:
-        parts.append(f"review due by {_moment(payload['approval_deadline'])}")
-    return "; ".join(parts)
+        parts.append(format_html("review due by {}", _moment(payload["approval_deadline"])))
+    return format_html_join("; ", "{}", ((part,) for part in parts))

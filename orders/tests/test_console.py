@@ -176,7 +176,7 @@ def test_approve_from_the_order_page_records_the_reviewer(workers: Any, api: Cli
     approved = Event.objects.get(order_id=order_id, type="ORDER_APPROVED").payload_json
     assert approved == {"actor": "rita", "via": "console"}
     timeline = client.get(f"/review/orders/{order_id}/").content.decode()
-    assert "by rita via console" in timeline
+    assert "by <bdi>rita</bdi> via console" in timeline  # the name isolated: see test_bidi_text.py
 
 
 def test_a_double_submitted_form_acts_once_and_shows_the_first_result(workers: Any, api: Client) -> None:

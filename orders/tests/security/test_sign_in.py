@@ -76,7 +76,10 @@ def test_after_five_wrong_passwords_even_the_right_one_is_refused_with_429(revie
     text = " ".join(sign_in(client, "rita", PASSWORD).content.decode().split())
     minutes = round(django_settings.AXES_COOLOFF_TIME.total_seconds() / 60)
     assert "Too many sign-in attempts" in text
-    assert f"Signing in as <strong>rita</strong> from this address is paused after {limit} failed attempts." in text
+    assert (
+        f"Signing in as <strong><bdi>rita</bdi></strong> from this address is paused after {limit} failed attempts."
+        in text
+    )
     assert f"Try again in {minutes} minutes." in text
     assert client.get("/review/").status_code == 302  # not signed in
 
