@@ -27,6 +27,7 @@ from lifecycle.states import Action
 from lifecycle.validation import address_problems, order_id_problem, text_problem
 from orders import selectors, services
 from orders.actions import Verdict, idempotency_key_problem, order_act
+from orders.db import run_then_release
 from orders.permissions import ACTION_PERMISSIONS, ADD_ORDER, API_PERMISSIONS, VIEW_ORDER
 from orders.tokens import token_authenticate
 from orders.workflow_start import order_workflow_start
@@ -37,15 +38,31 @@ MAX_TOTAL = Decimal("99999999.99")
 
 
 class TokenAuth(HttpBearer):
-    # `authenticate` is a coroutine: the token and the caller's API permissions come in one
-    # query, in one thread hop; `_require` then checks a permission without either.
+    """`authenticate` is a coroutine: the token and the caller's API permissions come in one query,
+    in one thread hop; `_require` then checks a permission without either.
+
+    An endpoint that goes on to wait for Temporal says so (`waits_for_temporal`): the connection the
+    lookup used then goes back to the pool at once instead of when the request ends (orders.db).
+    """
+
     is_async = True
 
+    def __init__(self, *, waits_for_temporal: bool = False) -> None:
+        super().__init__()
+        self.waits_for_temporal = waits_for_temporal
+
     async def authenticate(self, request: HttpRequest, token: str) -> Any:  # type: ignore[override]
-        user = await sync_to_async(token_authenticate)(token, permissions=API_PERMISSIONS)
+        if self.waits_for_temporal:
+            user = await run_then_release(token_authenticate, token, permissions=API_PERMISSIONS)
+        else:
+            user = await sync_to_async(token_authenticate)(token, permissions=API_PERMISSIONS)
         if user is not None:
             request.user = user
         return user
+
+
+# For the actions: after the token, they only wait for the order's workflow.
+AUTH_THEN_TEMPORAL = TokenAuth(waits_for_temporal=True)
 
 
 api = NinjaAPI(
@@ -256,8 +273,9 @@ async def start_order(request: HttpRequest, order_id: str, payload: StartIn) -> 
     if total > MAX_TOTAL:
         raise bad_request({"items": f"the order total {total} exceeds {MAX_TOTAL}"})
     try:
-        outcome = await sync_to_async(services.order_start)(
-            order_id=order_id, payment_id=payload.payment_id, items=items, address=payload.address
+        # Then Temporal starts the workflow: the connection goes back before that wait.
+        outcome = await run_then_release(
+            services.order_start, order_id=order_id, payment_id=payload.payment_id, items=items, address=payload.address
         )
     except services.OrderConflict as err:
         raise ApiError(409, str(err)) from err
@@ -323,7 +341,12 @@ ACTION_RESPONSES: dict[int, Any] = {
 }
 
 
-@api.post("/orders/{order_id}/signals/approve", response=ACTION_RESPONSES, summary="Approve an order awaiting review")
+@api.post(
+    "/orders/{order_id}/signals/approve",
+    auth=AUTH_THEN_TEMPORAL,
+    response=ACTION_RESPONSES,
+    summary="Approve an order awaiting review",
+)
 async def approve_order(
     request: HttpRequest, order_id: str, idempotency_key: str | None = IdempotencyKey
 ) -> Status[Any]:
@@ -332,6 +355,7 @@ async def approve_order(
 
 @api.post(
     "/orders/{order_id}/signals/cancel",
+    auth=AUTH_THEN_TEMPORAL,
     response=ACTION_RESPONSES,
     summary="Cancel an order (refunds a charged payment)",
 )
@@ -343,6 +367,7 @@ async def cancel_order(
 
 @api.post(
     "/orders/{order_id}/signals/update-address",
+    auth=AUTH_THEN_TEMPORAL,
     response={**ACTION_RESPONSES, 413: ErrorOut},
     summary="Change the shipping address before dispatch",
 )
@@ -384,7 +409,8 @@ def _database_health() -> str:
     summary="Whether the database and Temporal answer, and which task queues have workers",
 )
 async def health(request: HttpRequest) -> Status[Any]:
-    database = await sync_to_async(_database_health)()
+    # Then Temporal is asked: the connection goes back before that wait.
+    database = await run_then_release(_database_health)
     temporal = await temporal_health()
     down = [name for name, value in (("database", database), ("temporal", temporal)) if value != "ok"]
     # Workers are reported but do not fail the check: a web process is healthy while workers restart.
