@@ -73,7 +73,13 @@ def may_see_details(request: HttpRequest) -> bool:
 def _database_and_viewer(request: HttpRequest) -> tuple[Check, bool]:
     database = database_check()
     # Without the database nobody can be recognised: everyone gets the words (the log has why).
-    return database, database.ok and may_see_details(request)
+    if not database.ok:
+        return database, False
+    try:
+        return database, may_see_details(request)
+    except DatabaseError as err:  # lost between the check and the look-up: /health still answers
+        logger.warning("health: could not look up the caller: %s", type(err).__name__)
+        return database, False
 
 
 async def health_report(request: HttpRequest) -> tuple[int, dict[str, Any]]:
