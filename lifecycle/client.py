@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.enums.v1 import TaskQueueType, WorkerStatus
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, ListWorkersRequest
 from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
@@ -182,11 +182,25 @@ async def _deliver(
         await asyncio.sleep(SHIPPING_RETRY_S)
 
 
-POLLER_FRESHNESS = timedelta(seconds=90)  # a live worker re-polls at least once a minute
+# A live worker's long poll lasts up to a minute, and it polls again as soon as one ends: a worker
+# that has not polled for longer has gone away without saying so (killed, or cut off).
+POLLER_FRESHNESS = timedelta(seconds=90)
+STOPPED = (WorkerStatus.WORKER_STATUS_SHUTTING_DOWN, WorkerStatus.WORKER_STATUS_SHUTDOWN)
+HEALTH_RPC_TIMEOUT = timedelta(seconds=5)
+HEARTBEAT_PAGES = 5
 
 
 async def queue_workers(task_queue: str) -> int:
-    """How many workers have polled `task_queue` for workflow tasks lately."""
+    """How many workers serve `task_queue` for workflow tasks now.
+
+    The server lists each worker that polled the queue and when its latest poll began; a worker
+    stays listed for minutes after it stops. A worker stopped the usual way (SIGTERM, a deploy)
+    says so in its worker heartbeat, and counts no more from then on unless it, or a new worker
+    of the same identity, has polled since. Servers keep heartbeats from Temporal 1.29.1 with
+    `frontend.WorkerHeartbeatsEnabled` and `frontend.ListWorkersEnabled` (the dev server of the
+    `temporal` CLI here has them on); without them, and for a worker killed outright, a worker
+    drops out POLLER_FRESHNESS after its last poll began.
+    """
     client = await get_client()
     response = await client.workflow_service.describe_task_queue(
         DescribeTaskQueueRequest(
@@ -194,22 +208,58 @@ async def queue_workers(task_queue: str) -> int:
             task_queue=TaskQueue(name=task_queue),
             task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
         ),
-        timeout=timedelta(seconds=5),
+        timeout=HEALTH_RPC_TIMEOUT,
     )
     now = datetime.now(UTC)
-    return sum(1 for poller in response.pollers if now - poller.last_access_time.ToDatetime(UTC) < POLLER_FRESHNESS)
+    polled = {poller.identity: poller.last_access_time.ToDatetime(UTC) for poller in response.pollers}
+    polled = {identity: at for identity, at in polled.items() if now - at < POLLER_FRESHNESS}
+    if not polled:
+        return 0
+    stopped = await _stopped_at(client, task_queue)
+    return sum(1 for identity, at in polled.items() if identity not in stopped or at > stopped[identity])
+
+
+async def _stopped_at(client: Client, task_queue: str) -> dict[str, datetime]:
+    """When each worker identity on `task_queue` last reported that it is stopping, from the
+    server's worker heartbeats; empty where the server keeps none (older servers, or turned off)."""
+    if "'" in task_queue:  # not expressible in the list query; the pollers alone decide then
+        return {}
+    stopped: dict[str, datetime] = {}
+    token = b""
+    for _ in range(HEARTBEAT_PAGES):
+        try:
+            response = await client.workflow_service.list_workers(
+                ListWorkersRequest(
+                    namespace=client.namespace, query=f"TaskQueue = '{task_queue}'", next_page_token=token
+                ),
+                timeout=HEALTH_RPC_TIMEOUT,
+            )
+        except RPCError:
+            return stopped
+        for info in response.workers_info:
+            heartbeat = info.worker_heartbeat
+            if heartbeat.status in STOPPED and heartbeat.HasField("heartbeat_time"):
+                at = heartbeat.heartbeat_time.ToDatetime(UTC)
+                identity = heartbeat.worker_identity
+                stopped[identity] = max(at, stopped.get(identity, at))
+        token = response.next_page_token
+        if not token:
+            break
+    return stopped
+
+
+def _workers(count: int) -> str:
+    return f"ok ({count} worker{'' if count == 1 else 's'})" if count else "no worker"
 
 
 async def workers_health(task_queues: list[str]) -> dict[str, str]:
-    """Per task queue: "ok (N workers)" or why no worker serves it."""
+    """Per task queue: "ok (N workers)", "no worker", or "unknown: why"."""
     report: dict[str, str] = {}
     for task_queue in task_queues:
         try:
-            count = await queue_workers(task_queue)
+            report[task_queue] = _workers(await queue_workers(task_queue))
         except (TimeoutError, TemporalUnavailable, RPCError, RuntimeError) as err:
             report[task_queue] = f"unknown: {err or type(err).__name__}"
-            continue
-        report[task_queue] = f"ok ({count} polling)" if count else "no worker polling"
     return report
 
 

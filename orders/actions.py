@@ -14,11 +14,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 
 from lifecycle.client import ActionRefused, TemporalUnavailable, send_action
 from lifecycle.states import END_STATES, Action, refusal_message, refusal_reason
 from lifecycle.validation import order_id_problem
+from orders.db import release_connections
 from orders.selectors import order_state_async
 
 BULK_CONCURRENCY = 10
@@ -78,7 +79,8 @@ async def order_act(
     idempotency_key: str = "",
 ) -> ActionOutcome:
     """Apply one action through the workflow. With an `idempotency_key`, repeating the same request
-    (after a 503 or a lost answer) gets the first request's outcome and applies nothing twice."""
+    (after a 503 or a lost answer) gets the first request's outcome and applies nothing twice.
+    The caller holds no database connection while the workflow decides (orders.db)."""
     # An id no order can have is not looked up at all (PostgreSQL refuses NUL in a query).
     if order_id_problem(order_id):
         return ActionOutcome(order_id, action, Verdict.NOT_FOUND, f"no order {order_id!r}")
@@ -103,6 +105,8 @@ async def order_act(
     else:
         return ActionOutcome(order_id, action, Verdict.APPLIED, result.detail, result.state)
     current = await order_state_async(order_id=order_id)
+    # Other actions of the same request (a bulk one) may still be waiting for their workflows.
+    await sync_to_async(release_connections)()
     if current is None:
         return ActionOutcome(order_id, action, Verdict.NOT_FOUND, f"no order {order_id!r}")
     # An ended order refuses, naming its state; a keyed retry while Temporal is away is told to
@@ -131,9 +135,13 @@ async def order_act_many(
     return list(await asyncio.gather(*(one(order_id) for order_id in dict.fromkeys(order_ids))))
 
 
+# The console's and admin's sync views: their thread's connection (session, user, the order) goes
+# back before the workflows are asked, and is borrowed again for whatever the view does next.
 def order_act_sync(**kwargs: Any) -> ActionOutcome:
+    release_connections()
     return async_to_sync(order_act)(**kwargs)
 
 
 def order_act_many_sync(**kwargs: Any) -> list[ActionOutcome]:
+    release_connections()
     return async_to_sync(order_act_many)(**kwargs)

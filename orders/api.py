@@ -10,23 +10,20 @@ from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from ninja import Header, NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 from pydantic import ConfigDict, Field, StrictInt, field_validator
 
-from lifecycle.client import (
-    TemporalUnavailable,
-    temporal_health,
-    workers_health,
-)
+from lifecycle.client import TemporalUnavailable
 from lifecycle.states import Action
 from lifecycle.validation import address_problems, order_id_problem, text_problem
 from orders import selectors, services
 from orders.actions import Verdict, idempotency_key_problem, order_act
+from orders.db import run_then_release
+from orders.health import health_report
 from orders.permissions import ACTION_PERMISSIONS, ADD_ORDER, API_PERMISSIONS, VIEW_ORDER
 from orders.tokens import token_authenticate
 from orders.workflow_start import order_workflow_start
@@ -37,15 +34,31 @@ MAX_TOTAL = Decimal("99999999.99")
 
 
 class TokenAuth(HttpBearer):
-    # `authenticate` is a coroutine: the token and the caller's API permissions come in one
-    # query, in one thread hop; `_require` then checks a permission without either.
+    """`authenticate` is a coroutine: the token and the caller's API permissions come in one query,
+    in one thread hop; `_require` then checks a permission without either.
+
+    An endpoint that goes on to wait for Temporal says so (`waits_for_temporal`): the connection the
+    lookup used then goes back to the pool at once instead of when the request ends (orders.db).
+    """
+
     is_async = True
 
+    def __init__(self, *, waits_for_temporal: bool = False) -> None:
+        super().__init__()
+        self.waits_for_temporal = waits_for_temporal
+
     async def authenticate(self, request: HttpRequest, token: str) -> Any:  # type: ignore[override]
-        user = await sync_to_async(token_authenticate)(token, permissions=API_PERMISSIONS)
+        if self.waits_for_temporal:
+            user = await run_then_release(token_authenticate, token, permissions=API_PERMISSIONS)
+        else:
+            user = await sync_to_async(token_authenticate)(token, permissions=API_PERMISSIONS)
         if user is not None:
             request.user = user
         return user
+
+
+# For the actions: after the token, they only wait for the order's workflow.
+AUTH_THEN_TEMPORAL = TokenAuth(waits_for_temporal=True)
 
 
 api = NinjaAPI(
@@ -138,11 +151,13 @@ class StatusOut(Schema):
 
 
 class HealthOut(Schema):
-    status: str
-    database: str
-    temporal: str
-    workers: dict[str, str] = {}
-    detail: str | None = None
+    status: str = Field(description="`ok`, or `unavailable` when the database or Temporal is")
+    database: str = Field(description="`ok` or `unavailable`")
+    temporal: str = Field(description="`ok` or `unavailable`")
+    detail: str | None = Field(None, description="What is down; for staff, also why")
+    workers: dict[str, str] | None = Field(
+        None, description="Staff only: per task queue, `ok (N workers)`, `no worker` or `unknown: why`"
+    )
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -256,8 +271,9 @@ async def start_order(request: HttpRequest, order_id: str, payload: StartIn) -> 
     if total > MAX_TOTAL:
         raise bad_request({"items": f"the order total {total} exceeds {MAX_TOTAL}"})
     try:
-        outcome = await sync_to_async(services.order_start)(
-            order_id=order_id, payment_id=payload.payment_id, items=items, address=payload.address
+        # Then Temporal starts the workflow: the connection goes back before that wait.
+        outcome = await run_then_release(
+            services.order_start, order_id=order_id, payment_id=payload.payment_id, items=items, address=payload.address
         )
     except services.OrderConflict as err:
         raise ApiError(409, str(err)) from err
@@ -323,7 +339,12 @@ ACTION_RESPONSES: dict[int, Any] = {
 }
 
 
-@api.post("/orders/{order_id}/signals/approve", response=ACTION_RESPONSES, summary="Approve an order awaiting review")
+@api.post(
+    "/orders/{order_id}/signals/approve",
+    auth=AUTH_THEN_TEMPORAL,
+    response=ACTION_RESPONSES,
+    summary="Approve an order awaiting review",
+)
 async def approve_order(
     request: HttpRequest, order_id: str, idempotency_key: str | None = IdempotencyKey
 ) -> Status[Any]:
@@ -332,6 +353,7 @@ async def approve_order(
 
 @api.post(
     "/orders/{order_id}/signals/cancel",
+    auth=AUTH_THEN_TEMPORAL,
     response=ACTION_RESPONSES,
     summary="Cancel an order (refunds a charged payment)",
 )
@@ -343,6 +365,7 @@ async def cancel_order(
 
 @api.post(
     "/orders/{order_id}/signals/update-address",
+    auth=AUTH_THEN_TEMPORAL,
     response={**ACTION_RESPONSES, 413: ErrorOut},
     summary="Change the shipping address before dispatch",
 )
@@ -368,36 +391,18 @@ async def order_status(request: HttpRequest, order_id: str) -> Status[Any]:
     return Status(200, status)
 
 
-def _database_health() -> str:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    except DatabaseError as err:
-        return f"unreachable: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
-    return "ok"
-
-
 @api.get(
     "/health",
     auth=None,
     response={200: HealthOut, 503: HealthOut},
-    summary="Whether the database and Temporal answer, and which task queues have workers",
+    exclude_none=True,
+    summary="Whether the database and Temporal answer; for staff, why not and the workers per task queue",
+    description=(
+        "Anyone gets `status`, `database` and `temporal`, each `ok` or `unavailable`, and a `detail` naming"
+        " what is down. A bearer token whose user holds `orders.view_order`, or a signed-in staff session,"
+        " also gets the reasons in `detail` and `workers`: per task queue, how many workers serve it."
+    ),
 )
 async def health(request: HttpRequest) -> Status[Any]:
-    database = await sync_to_async(_database_health)()
-    temporal = await temporal_health()
-    down = [name for name, value in (("database", database), ("temporal", temporal)) if value != "ok"]
-    # Workers are reported but do not fail the check: a web process is healthy while workers restart.
-    workers = (
-        await workers_health([settings.ORDER_TASK_QUEUE, settings.SHIPPING_TASK_QUEUE]) if temporal == "ok" else {}
-    )
-    body: dict[str, Any] = {
-        "status": "ok" if not down else "unavailable",
-        "database": database,
-        "temporal": temporal,
-        "workers": workers,
-    }
-    if down:
-        body["detail"] = f"{' and '.join(down)} down"
-        return Status(503, body)
-    return Status(200, body)
+    status, body = await health_report(request)
+    return Status(status, body)

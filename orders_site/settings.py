@@ -102,10 +102,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory: worker threads and processes in the tests share the test database.
     DATABASES["default"]["TEST"] = {"NAME": env.str("SQLITE_TEST_PATH", default=str(DATA_DIR / "test-orders.sqlite3"))}
 else:
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Django's PostgreSQL backend, checking each pooled connection as it is borrowed (its docstring).
+    DATABASES["default"]["ENGINE"] = "orders_site.postgresql"
     # A pool per process (psycopg_pool): a request or an activity attempt borrows a connection
     # instead of forking a new PostgreSQL backend; a connection found dead (e.g. terminated by the
-    # server) is checked and replaced when borrowed. 0 turns pooling off (then CONN_MAX_AGE applies).
+    # server) is discarded when borrowed and the next one taken. 0 turns pooling off (then
+    # CONN_MAX_AGE applies).
     DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=20)
     if DB_POOL_MAX_SIZE > 0:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
@@ -114,8 +116,11 @@ else:
             "timeout": env.float("DB_POOL_TIMEOUT_SECONDS", default=10.0),
         }
         DATABASES["default"]["CONN_MAX_AGE"] = 0
+        # Off, or the pool would check too, sleeping seconds after each dead connection it finds.
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
     else:
         DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,4 +1,4 @@
-"""Approve, cancel, update-address, status and health: every error the contract lists."""
+"""Approve, cancel, update-address and status: every error the contract lists (health: test_health.py)."""
 
 from __future__ import annotations
 
@@ -101,30 +101,6 @@ def test_status_has_the_contracts_fields(api: Client, workers: Any) -> None:
 
 def test_status_needs_a_token(queues: Any) -> None:
     assert Client().get("/orders/x/status").status_code == 401
-
-
-def test_health_reports_database_and_temporal(workers: Any) -> None:
-    response = Client().get("/health")
-    assert response.status_code == 200
-    body = response.json()
-    assert (body["status"], body["database"], body["temporal"]) == ("ok", "ok", "ok")
-    assert set(body["workers"]) == {workers.config.order_task_queue, workers.config.shipping_task_queue}
-    assert all(value.startswith("ok") for value in body["workers"].values())
-
-
-def test_health_names_a_task_queue_without_workers_but_stays_up(queues: Any) -> None:
-    response = Client().get("/health")
-    assert response.status_code == 200
-    assert response.json()["workers"][queues.order_task_queue] == "no worker polling"
-
-
-def test_health_is_503_naming_temporal_when_it_is_down(queues: Any, settings: Any) -> None:
-    settings.TEMPORAL_ADDRESS = "127.0.0.1:9"
-    response = Client().get("/health")
-    assert response.status_code == 503
-    assert response.json()["database"] == "ok"
-    assert response.json()["temporal"].startswith("unreachable")
-    assert "temporal" in response.json()["detail"]
 
 
 def test_action_is_503_when_temporal_is_down(api: Client, queues: Any, settings: Any) -> None:
