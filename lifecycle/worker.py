@@ -46,12 +46,22 @@ def workflow_runner(sandbox: bool) -> WorkflowRunner:
     return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
 
 
+def activity_executor(config: WorkerConfig, queues: tuple[str, ...]) -> ThreadPoolExecutor:
+    """One thread pool for the process's workers, with a thread for every activity they may run
+    at once: each worker runs up to `activity_threads` activities and as many local activities
+    (all synchronous). Smaller, an activity could wait for a thread while its start-to-close
+    timeout runs. Threads start only when needed."""
+    slots = 2 * config.activity_threads * len(queues)
+    return ThreadPoolExecutor(max_workers=slots, thread_name_prefix="activity")
+
+
 def build_workers(
     client: Client, queues: tuple[str, ...], config: WorkerConfig, executor: ThreadPoolExecutor
 ) -> list[Worker]:
     common = {
         "activity_executor": executor,
         "max_concurrent_activities": config.activity_threads,
+        "max_concurrent_local_activities": config.activity_threads,
         "graceful_shutdown_timeout": timedelta(seconds=config.grace_seconds),
         "max_cached_workflows": config.max_cached_workflows,
         "workflow_runner": workflow_runner(config.sandbox),
@@ -91,7 +101,7 @@ async def run_workers(
             loop.add_signal_handler(signum, stop.set)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
             pass
-    with ThreadPoolExecutor(max_workers=config.activity_threads, thread_name_prefix="activity") as executor:
+    with activity_executor(config, queues) as executor:
         workers = build_workers(client, queues, config, executor)
         runs = [asyncio.create_task(worker.run()) for worker in workers]
         names = ", ".join(worker.task_queue for worker in workers)

@@ -1,0 +1,26 @@
+"""The workers' shape: what a runworker process may run at once, and on what."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from lifecycle.worker import QUEUES, WorkerConfig, activity_executor, build_workers
+
+
+def test_the_activity_threads_cover_every_activity_both_workers_may_run_at_once(time_skipping: Any) -> None:
+    """Both task queues' workers share one thread pool: with fewer threads than their slots, an
+    activity could queue for a thread while its start-to-close timeout runs."""
+    async def slots(queues: tuple[str, ...]) -> tuple[int, int]:
+        suffix = uuid.uuid4().hex
+        config = WorkerConfig(f"order-{suffix}", f"shipping-{suffix}", activity_threads=7)
+        with activity_executor(config, queues) as executor:
+            workers = build_workers(time_skipping.client, queues, config, executor)
+            wanted = sum(
+                worker.config()["max_concurrent_activities"] + worker.config()["max_concurrent_local_activities"]
+                for worker in workers
+            )
+            return wanted, executor._max_workers
+
+    assert time_skipping.run(slots(QUEUES)) == (28, 28)
+    assert time_skipping.run(slots(("shipping",))) == (14, 14)
