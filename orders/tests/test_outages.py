@@ -26,8 +26,9 @@ from django.db import connection
 from django.test import Client
 
 from orders.permissions import REVIEWERS, ensure_groups
-from orders.tests.factories import free_port, make_order, new_order_id, order_body, wait_for_state, wait_until
+from orders.tests.factories import make_order, new_order_id, order_body, wait_for_state, wait_until
 from orders.tokens import token_create
+from scripts.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 POOL_SIZE = 4  # the web process's pool in the outage test: fewer connections than actions in flight
