@@ -11,6 +11,7 @@ from lifecycle.worker import QUEUES, WorkerConfig, activity_executor, build_work
 def test_the_activity_threads_cover_every_activity_both_workers_may_run_at_once(time_skipping: Any) -> None:
     """Both task queues' workers share one thread pool: with fewer threads than their slots, an
     activity could queue for a thread while its start-to-close timeout runs."""
+
     async def slots(queues: tuple[str, ...]) -> tuple[int, int]:
         suffix = uuid.uuid4().hex
         config = WorkerConfig(f"order-{suffix}", f"shipping-{suffix}", activity_threads=7)
