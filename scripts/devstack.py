@@ -40,6 +40,7 @@ from scripts.stack import (
     exported_settings,
     port_open,
     sqlite_url,
+    uvicorn_answers,
     wait_for,
 )
 
@@ -264,7 +265,7 @@ def run(config: Config, stack: Stack) -> int:
     web = start_apps(config, stack)
     # The banner should come after uvicorn's startup lines, and the curl should work at once.
     try:
-        wait_for(lambda: port_open(config.web_port), seconds=WEB_START_SECONDS, what="the web app", process=web)
+        wait_for(lambda: uvicorn_answers(config.web_port), seconds=WEB_START_SECONDS, what="the web app", process=web)
     except StackError:
         if web.alive():
             say(f"the web app is not answering on port {config.web_port} yet; the addresses below may take a moment")

@@ -79,5 +79,8 @@ def test_make_run_serves_an_order_end_to_end_and_ctrl_c_stops_everything(tmp_pat
         assert devstack.popen.wait(timeout=60) == 0, devstack.output()
         assert not port_open(web) and not port_open(temporal), devstack.output()
         assert "all stopped" in devstack.output()
+    except BaseException:
+        print(devstack.output())  # pytest shows it with the failure
+        raise
     finally:
         supervisor.kill(devstack)  # its children die with it (PR_SET_PDEATHSIG)

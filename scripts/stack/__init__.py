@@ -11,7 +11,7 @@
   `runworker` and the web app (uvicorn), and waits until they are ready.
 """
 
-from scripts.stack.app import Stack, wait_for_web, wait_for_worker, web_health
+from scripts.stack.app import Stack, uvicorn_answers, wait_for_web, wait_for_worker, web_health
 from scripts.stack.database import FreshDatabase, postgres_connect, postgres_url, sqlite_url
 from scripts.stack.environment import app_environment, base_environment, exported_settings
 from scripts.stack.ports import HOST, free_port, port_open
@@ -52,6 +52,7 @@ __all__ = [
     "postgres_url",
     "sqlite_url",
     "temporal_cli_version",
+    "uvicorn_answers",
     "wait_for",
     "wait_for_web",
     "wait_for_worker",

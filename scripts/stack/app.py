@@ -114,6 +114,19 @@ def web_health(port: int) -> int:
         return 0
 
 
+def uvicorn_answers(port: int) -> bool:
+    """Whether our web server (uvicorn names itself in every answer) answers HTTP on `port`; a port
+    that is merely open may belong to another server while uvicorn has failed to bind it."""
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/static/", timeout=5) as response:
+            server = response.headers.get("server", "")
+    except urllib.error.HTTPError as err:
+        server = err.headers.get("server", "")
+    except OSError:
+        return False
+    return "uvicorn" in server
+
+
 def wait_for_web(process: Process, port: int, seconds: float = START_SECONDS) -> None:
     """Until the web app answers /health with 200 (its database and Temporal are reachable)."""
     wait_for(
