@@ -16,6 +16,8 @@ which commands and replay ignore: the workflow's behaviour is the same with and 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -27,6 +29,8 @@ from temporalio.contrib.opentelemetry import TracingInterceptor, TracingWorkflow
 from temporalio.contrib.opentelemetry._interceptor import _TracingWorkflowOutboundInterceptor
 
 TRACER_NAME = "order-lifecycle"
+
+logger = logging.getLogger(__name__)
 
 _provider: TracerProvider | None = None
 
@@ -83,6 +87,9 @@ def instrument_django() -> None:
     instrumentor = DjangoInstrumentor()
     if instrumentor.is_instrumented_by_opentelemetry:
         return
+    if importlib.util.find_spec("opentelemetry.instrumentation.asgi") is None:
+        # Django's instrumentation skips ASGI requests (all of them under uvicorn) without it.
+        logger.warning("tracing: no request spans under ASGI; install opentelemetry-instrumentation-asgi")
     instrumentor.instrument(tracer_provider=_provider)
     middleware = instrumentor._opentelemetry_middleware
     if middleware not in settings.API_MIDDLEWARE:
