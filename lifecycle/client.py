@@ -24,6 +24,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from lifecycle.connect import connect
 from lifecycle.states import Action
 from lifecycle.types import ActionResult, ActorRequest, AddressChange, OrderInput, Tuning
 from lifecycle.workflows import ASK_SHIPPING, OrderWorkflow, shipping_workflow_id
@@ -57,7 +58,7 @@ async def get_client() -> Client:
         client = _clients.get(loop)
         if client is None:
             try:
-                client = await Client.connect(settings.TEMPORAL_ADDRESS, namespace=settings.TEMPORAL_NAMESPACE)
+                client = await connect()
             except RuntimeError as err:  # the core SDK reports connection failures as RuntimeError
                 raise TemporalUnavailable(f"cannot reach Temporal at {settings.TEMPORAL_ADDRESS}: {err}") from err
             _clients[loop] = client

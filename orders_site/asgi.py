@@ -13,9 +13,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import django
 from django.core.asgi import get_asgi_application
 
+from lifecycle import tracing
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orders_site.settings")
+django.setup(set_prefix=False)
+# With OTEL_EXPORTER_OTLP_ENDPOINT set: spans for requests, before the handlers read the middleware.
+if tracing.configure("web"):
+    tracing.instrument_django()
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402

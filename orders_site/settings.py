@@ -11,6 +11,8 @@ from pathlib import Path
 
 import environ
 
+from lifecycle.codec import BadKey, parse_key
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = BASE_DIR / ".data"
 
@@ -181,6 +183,42 @@ WORKER_GRACE_SECONDS = env.float("WORKER_GRACE_SECONDS", default=10.0)
 WORKER_ACTIVITY_THREADS = env.int("WORKER_ACTIVITY_THREADS", default=20)
 WORKER_MAX_CACHED_WORKFLOWS = env.int("WORKER_MAX_CACHED_WORKFLOWS", default=1000)
 WORKFLOW_SANDBOX = env.bool("WORKFLOW_SANDBOX", default=True)
+
+# Connecting to any Temporal (lifecycle/connect.py): address and namespace above; TLS, an API key
+# or a TOML profile through temporalio.envconfig, under the variable names it reads.
+TEMPORAL_CLIENT_ENV = {
+    name: value
+    for name, value in {
+        "TEMPORAL_API_KEY": env.str("TEMPORAL_API_KEY", default=""),
+        "TEMPORAL_TLS": env.str("TEMPORAL_TLS", default=""),
+        "TEMPORAL_TLS_CLIENT_CERT_PATH": env.str("TEMPORAL_TLS_CLIENT_CERT_PATH", default=""),
+        "TEMPORAL_TLS_CLIENT_CERT_DATA": env.str("TEMPORAL_TLS_CLIENT_CERT_DATA", default=""),
+        "TEMPORAL_TLS_CLIENT_KEY_PATH": env.str("TEMPORAL_TLS_CLIENT_KEY_PATH", default=""),
+        "TEMPORAL_TLS_CLIENT_KEY_DATA": env.str("TEMPORAL_TLS_CLIENT_KEY_DATA", default=""),
+        "TEMPORAL_TLS_SERVER_CA_CERT_PATH": env.str("TEMPORAL_TLS_SERVER_CA_CERT_PATH", default=""),
+        "TEMPORAL_TLS_SERVER_CA_CERT_DATA": env.str("TEMPORAL_TLS_SERVER_CA_CERT_DATA", default=""),
+        "TEMPORAL_TLS_SERVER_NAME": env.str("TEMPORAL_TLS_SERVER_NAME", default=""),
+        "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION": env.str("TEMPORAL_TLS_DISABLE_HOST_VERIFICATION", default=""),
+        "TEMPORAL_CONFIG_FILE": env.str("TEMPORAL_CONFIG_FILE", default=""),
+        "TEMPORAL_PROFILE": env.str("TEMPORAL_PROFILE", default=""),
+    }.items()
+    if value
+}
+# Encrypted payloads (lifecycle/codec.py): the key new payloads are encrypted with, and older keys
+# kept to read what they encrypted. A bad value stops every process at startup, in one line.
+try:
+    PAYLOAD_ENCRYPTION_KEY = (
+        parse_key(key, "PAYLOAD_ENCRYPTION_KEY") if (key := env.str("PAYLOAD_ENCRYPTION_KEY", default="")) else None
+    )
+    PAYLOAD_DECRYPTION_KEYS = [
+        parse_key(old, "PAYLOAD_DECRYPTION_KEYS") for old in env.list("PAYLOAD_DECRYPTION_KEYS", default=[]) if old
+    ]
+except BadKey as err:
+    raise SystemExit(f"error: {err}") from None
+# Origins whose pages may call the codec endpoint with the user's cookies: the Temporal UI.
+CODEC_CORS_ORIGINS = env.list("CODEC_CORS_ORIGINS", default=[TEMPORAL_UI_URL.rstrip("/")])
+# Tracing (lifecycle/tracing.py): OTLP over HTTP to this collector (http://host:4318); unset: off.
+OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
 
 # --- Security headers (production values apply whenever DEBUG is off) -----------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True

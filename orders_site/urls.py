@@ -9,6 +9,7 @@ from django.views.generic import RedirectView
 
 from orders.api import api
 from orders.middleware import HTML_PREFIXES
+from orders.views.codec import codec
 
 
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
@@ -30,6 +31,9 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("review/", include("orders.urls")),
+    # Temporal's remote codec protocol, for the Temporal UI (orders/views/codec.py)
+    path("codec/decode", codec, {"direction": "decode"}, name="codec-decode"),
+    path("codec/encode", codec, {"direction": "encode"}, name="codec-encode"),
     path("", RedirectView.as_view(url="/review/", permanent=False)),
     path("", api.urls),
 ]

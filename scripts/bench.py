@@ -3,6 +3,7 @@
     .venv/bin/python scripts/bench.py [--orders 200] [--concurrency 1,20] [--skip-flaky]
                                       [--completion result|poll] [--skip-scale-out] [--backlog 1000]
                                       [--scale] [--quick] [--json .data/bench-results.json]
+                                      [--encrypt] [--trace]
     make bench BENCH_ARGS="--quick"
 
 One run starts everything it measures on free ports and unique names, and stops it again (also
@@ -27,7 +28,8 @@ app under uvicorn. Then, on that same Temporal server and database:
    approval, the worker's memory before, with the backlog and after cancelling them, once per
    WORKER_MAX_CACHED_WORKFLOWS in --backlog-cache (1000 and 100);
 5. the same as 2 with FLAKY_CALL_FAILURE_RATE=0.67 (runworker restarted with it; web unchanged);
-6. ratios ours/floor, CPU per order of each process (from /proc), PostgreSQL sessions and
+6. ratios ours/floor, CPU per order of each process (from /proc; with --encrypt or --trace, the
+   cost of encrypted payloads or of tracing shows in ours' web and worker CPU per order), PostgreSQL sessions and
    transactions per order (pg_stat_database), peak memory (VmHWM), and a probe of how late the
    server's durable timers fire (activity retry backoffs wait on them);
 7. with --scale: 100,000 orders and ~1,000,000 events bulk-inserted and vacuumed, then the review
@@ -119,6 +121,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-logs", action="store_true", help="keep the processes' logs (printed path) after the run"
     )
+    parser.add_argument(
+        "--encrypt", action="store_true",
+        help="our stack with PAYLOAD_ENCRYPTION_KEY set (every payload AES-GCM encrypted); the floor stays plain",
+    )  # fmt: skip
+    parser.add_argument(
+        "--trace", action="store_true",
+        help="our stack with OTEL_EXPORTER_OTLP_ENDPOINT set to a local port nothing listens on (tracing on, "
+        "exporting to nowhere)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.scale_only:
         args.scale = True
@@ -151,7 +162,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
-    stack = BenchStack(args.temporal_db)
+    stack = BenchStack(args.temporal_db, encrypt=args.encrypt, trace=args.trace)
     stack.processes.handle_stop_signals()
     results = new_results(args, stack)
     bench = Bench(args, stack, results)

@@ -1,14 +1,17 @@
 """The whole development stack in one terminal: what `make run` executes.
 
-It starts (or reuses) the Temporal dev server, applies migrations, makes sure a local `admin`
-login and an API token exist (kept in .data/dev-credentials.json), runs the Temporal workers
-(`manage.py runworker`) and the web app (uvicorn), prints where everything is, and on Ctrl-C
-stops what it started: the web app first, then the workers, and the Temporal server last.
+It starts (or reuses) the Temporal dev server, its UI decoding payloads through the app's /codec
+endpoint, applies migrations, makes sure a local `admin` login and an API token exist (kept in
+.data/dev-credentials.json), runs the Temporal workers (`manage.py runworker`) and the web app
+(uvicorn), prints where everything is, and on Ctrl-C stops what it started: the web app first,
+then the workers, and the Temporal server last.
 
-The app's database is the SQLite file .data/orders.sqlite3 (in --data-dir). The app sees the
-settings this script gives it (scripts/stack/environment.py) and the app settings exported in
-your shell, which win and are named when it starts: `DATABASE_URL=postgres://... make run` runs
-it on PostgreSQL, `APPROVAL_TIMEOUT_SECONDS=60 make run` with a one-minute review window.
+The app's database is the SQLite file .data/orders.sqlite3 (in --data-dir); the key that encrypts
+what the app sends to Temporal is made once and kept in .data/payload-encryption-key. The app
+sees the settings this script gives it (scripts/stack/environment.py) and the app settings
+exported in your shell, which win and are named when it starts: `DATABASE_URL=postgres://...
+make run` runs it on PostgreSQL, `APPROVAL_TIMEOUT_SECONDS=60 make run` with a one-minute review
+window.
 
 Run it from the repository root with the project's virtualenv:
 
@@ -18,6 +21,7 @@ Run it from the repository root with the project's virtualenv:
 from __future__ import annotations
 
 import argparse
+import base64
 import io
 import json
 import os
@@ -45,6 +49,8 @@ from scripts.stack import (
 )
 
 ADMIN_USERNAME = "admin"
+# Exported settings whose values are not printed.
+SECRETS = frozenset({"SECRET_KEY", "PAYLOAD_ENCRYPTION_KEY", "PAYLOAD_DECRYPTION_KEYS", "TEMPORAL_API_KEY"})
 TOKEN_NAME = "make-run"
 WEB_START_SECONDS = 30.0
 
@@ -60,7 +66,12 @@ class Config:
 
     @property
     def temporal(self) -> TemporalServer:
-        return TemporalServer(self.temporal_port, self.data_dir / "temporal.db", ui_port=self.temporal_ui_port)
+        return TemporalServer(
+            self.temporal_port,
+            self.data_dir / "temporal.db",
+            ui_port=self.temporal_ui_port,
+            ui_codec_endpoint=f"http://localhost:{self.web_port}/codec",
+        )
 
     @property
     def temporal_log(self) -> Path:
@@ -69,6 +80,10 @@ class Config:
     @property
     def credentials_file(self) -> Path:
         return self.data_dir / "dev-credentials.json"
+
+    @property
+    def payload_key_file(self) -> Path:
+        return self.data_dir / "payload-encryption-key"
 
     def app_settings(self) -> dict[str, Any]:
         return {
@@ -210,6 +225,22 @@ def save_credentials(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def ensure_payload_key(config: Config) -> str:
+    """The PAYLOAD_ENCRYPTION_KEY of this data directory: made once, then kept (0600) so that the
+    histories in .data/temporal.db stay readable to the app across restarts."""
+    path = config.payload_key_file
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    say(f"made a payload encryption key (kept in {_rel(path)}): Temporal stores the orders encrypted")
+    return path.read_text().strip()
+
+
 def start_apps(config: Config, stack: Stack) -> Process:
     stack.start_worker(name="worker (manage.py runworker)")
     return stack.start_web(config.web_port, name="web (uvicorn)")
@@ -234,6 +265,8 @@ def banner(config: Config, credentials: Credentials, temporal_started: bool) -> 
             f"                  username: {credentials.username}",
             f"                  password: {password}",
             f"  Temporal UI     http://localhost:{config.temporal_ui_port}{temporal_note}",
+            "                  payloads are encrypted; to read them there, sign in to Admin in the same",
+            "                  browser and turn on the UI's codec setting 'Include cross-origin credentials'",
             f"  API token       {token}",
             f"                  (saved in {_rel(config.credentials_file)})",
             "",
@@ -306,10 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     exported = exported_settings()
     if exported:
-        say(
-            f"from your shell, the app also gets: {', '.join(f'{k}={v}' for k, v in exported.items() if k != 'SECRET_KEY')}"
-        )
-    stack = Stack(config.app_settings(), exported=exported, say=say)
+        shown = ", ".join(f"{k}={v}" if k not in SECRETS else k for k, v in exported.items())
+        say(f"from your shell, the app also gets: {shown}")
+    settings = {**config.app_settings(), "PAYLOAD_ENCRYPTION_KEY": ensure_payload_key(config)}
+    stack = Stack(settings, exported=exported, say=say)
     stack.handle_stop_signals()
     try:
         return run(config, stack)

@@ -3,6 +3,8 @@ Ctrl-C takes it all down again. Real processes: the Temporal dev server, runwork
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import signal
 import sys
@@ -12,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf import json_format
+from temporalio.client import Client
 
 from orders.tests.factories import new_order_id, order_body, wait_until
 from scripts.stack import Supervisor, base_environment, free_port, port_open
@@ -75,6 +79,8 @@ def test_make_run_serves_an_order_end_to_end_and_ctrl_c_stops_everything(tmp_pat
             what=f"{order_id} to complete",
         )
 
+        assert_payloads_encrypted_and_the_ui_decodes_them(tmp_path / "data", temporal, ui, base, token, order_id)
+
         devstack.send(signal.SIGINT)
         assert devstack.popen.wait(timeout=60) == 0, devstack.output()
         assert not port_open(web) and not port_open(temporal), devstack.output()
@@ -84,3 +90,26 @@ def test_make_run_serves_an_order_end_to_end_and_ctrl_c_stops_everything(tmp_pat
         raise
     finally:
         supervisor.kill(devstack)  # its children die with it (PR_SET_PDEATHSIG)
+
+
+def assert_payloads_encrypted_and_the_ui_decodes_them(
+    data: Path, temporal: int, ui: int, base: str, token: str, order_id: str
+) -> None:
+    """make run made a key (0600), the order's input is encrypted in Temporal, the UI was started
+    with the app's codec endpoint, and that endpoint decodes it for the API token."""
+    key_file = data / "payload-encryption-key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert len(base64.b64decode(key_file.read_text().strip())) == 32
+
+    async def first_payload() -> Any:
+        client = await Client.connect(f"127.0.0.1:{temporal}")  # no codec
+        async for event in client.get_workflow_handle(order_id).fetch_history_events():
+            return event.workflow_execution_started_event_attributes.input.payloads[0]
+
+    payload = asyncio.run(first_payload())
+    assert payload.metadata["encoding"] == b"binary/encrypted"
+    with urllib.request.urlopen(f"http://127.0.0.1:{ui}/api/v1/settings", timeout=10) as response:
+        assert json.loads(response.read())["Codec"]["Endpoint"] == f"http://localhost:{base.rsplit(':', 1)[1]}/codec"
+    status, decoded = call("POST", f"{base}/codec/decode", token, {"payloads": [json_format.MessageToDict(payload)]})
+    assert status == 200, decoded
+    assert order_id in base64.b64decode(decoded["payloads"][0]["data"]).decode()

@@ -3,7 +3,8 @@
 A change to OrderWorkflow or ShippingWorkflow that would break orders already running (a
 non-deterministic change) fails here. Until the first tagged release there is one version of the
 workflow: change it and record the histories anew with `RECORD_HISTORIES=1 make test` (the end-to-end
-tests in test_order_workflow.py rewrite the files under histories/). From the first release on, a
+tests in test_order_workflow.py rewrite the files under histories/, and test_encryption.py those
+under histories/encrypted/, which it replays itself). From the first release on, a
 change goes behind `workflow.patched` and the old histories stay (docs/decisions/0006).
 """
 

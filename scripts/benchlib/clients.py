@@ -177,8 +177,9 @@ class ResultWaiter:
     push, not by costing the web ~15 ms of CPU per poll.
     """
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, *, payload_key: str | None = None) -> None:
         self.address = address
+        self.payload_key = payload_key  # the app's PAYLOAD_ENCRYPTION_KEY: results arrive encrypted
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._serve, name="bench-results", daemon=True)
         self.client: Any = None
@@ -190,9 +191,13 @@ class ResultWaiter:
     def start(self) -> None:
         from temporalio.client import Client
 
+        from lifecycle.codec import EncryptionCodec, data_converter, parse_key
+
+        codec = EncryptionCodec(parse_key(self.payload_key, "PAYLOAD_ENCRYPTION_KEY")) if self.payload_key else None
         self.thread.start()
         try:
-            self.client = asyncio.run_coroutine_threadsafe(Client.connect(self.address), self.loop).result(30)
+            connecting = Client.connect(self.address, data_converter=data_converter(codec))
+            self.client = asyncio.run_coroutine_threadsafe(connecting, self.loop).result(30)
         except Exception as err:
             raise BenchError(f"the result client could not connect to Temporal at {self.address}: {err}") from err
 

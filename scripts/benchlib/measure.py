@@ -151,6 +151,8 @@ def phase_record(
     done = len(batch["latencies"])
     per_order = {name: round(1000.0 * s / done, 1) for name, s in meter.used.items()} if done else {}
     worker_cpu = [v for k, v in per_order.items() if k.startswith(("worker", "floor worker"))]
+    # Ours alone: the web app and every runworker (what --encrypt and --trace cost shows here).
+    app_cpu = [v for k, v in per_order.items() if k.startswith(("worker", "web"))]
     return {
         "system": system,
         "faults": faults,
@@ -167,6 +169,7 @@ def phase_record(
         "cpu_s": meter.used,
         "cpu_ms_per_order": per_order,
         "worker_cpu_ms_per_order": round(sum(worker_cpu), 1) if worker_cpu else None,  # all worker processes
+        "app_cpu_ms_per_order": round(sum(app_cpu), 1) if system == "ours" and app_cpu else None,
         "machine_cpu_busy_pct": meter.machine_busy_pct,
         "machine_cpu_busy_s": meter.machine_busy_s,
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),

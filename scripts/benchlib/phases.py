@@ -64,7 +64,7 @@ class Bench:
         self.temporal_side = TemporalSide(stack.temporal.address, stack.floor_order_queue, stack.floor_shipping_queue)
         self.temporal_side.connect()
         if self.args.completion == "result" and not self.args.scale_only:
-            self.waiter = ResultWaiter(stack.temporal.address)
+            self.waiter = ResultWaiter(stack.temporal.address, payload_key=stack.payload_key)
             self.waiter.start()
         say("migrating ...")
         stack.processes.manage("migrate", "--noinput")

@@ -42,6 +42,10 @@ def new_results(args: argparse.Namespace, stack: BenchStack) -> dict[str, Any]:
             "backlog_orders": args.backlog,
             "backlog_max_cached_workflows": args.backlog_cache if args.backlog else [],
             "approval_timeout_s": APPROVAL_TIMEOUT_S,
+            "ours_payloads": "AES-GCM encrypted (--encrypt)" if stack.payload_key else "plain",
+            "ours_tracing": f"on, OTLP to {stack.trace_endpoint} where nothing listens (--trace)"
+            if stack.trace_endpoint
+            else "off",
             "temporal_persistence": f"SQLite file {stack.temporal.db_file}"
             + (" (tmpfs: no fsync cost)" if stack.on_tmpfs else " (on disk)"),
             "floor_shape": (
@@ -154,6 +158,8 @@ def _header(results: dict[str, Any]) -> list[str]:
         f"temporal: dev server, {results['settings']['temporal_persistence']}",
         f"floor:    {results['settings']['floor_shape']}",
         f"client:   {results['settings']['client']}",
+        f"ours:     payloads {results['settings'].get('ours_payloads', 'plain')}, "
+        f"tracing {results['settings'].get('ours_tracing', 'off')}",
         "",
     ]
 

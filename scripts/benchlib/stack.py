@@ -8,6 +8,7 @@ work directory, kept when the run failed.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import shutil
@@ -46,8 +47,10 @@ def say(message: str) -> None:
 
 
 class BenchStack:
-    def __init__(self, temporal_db: str) -> None:
-        """`temporal_db`: "tmpfs" (/dev/shm, no fsync cost; the temp dir if there is none) or "disk"."""
+    def __init__(self, temporal_db: str, *, encrypt: bool = False, trace: bool = False) -> None:
+        """`temporal_db`: "tmpfs" (/dev/shm, no fsync cost; the temp dir if there is none) or "disk".
+        `encrypt`: our app encrypts every payload (a fresh key); `trace`: our app traces, exporting
+        to a local port where nothing listens."""
         self.run_id = secrets.token_hex(4)
         self.workdir = Path(tempfile.mkdtemp(prefix=f"bench-{self.run_id}-"))
         shm = Path("/dev/shm")
@@ -61,8 +64,17 @@ class BenchStack:
         self.shipping_queue = f"bench-{self.run_id}-shipping"
         self.floor_order_queue = f"bench-{self.run_id}-floor-order"
         self.floor_shipping_queue = f"bench-{self.run_id}-floor-shipping"
+        # Our app's options (the floor has neither): the key, and where spans go (nowhere).
+        self.payload_key = base64.b64encode(secrets.token_bytes(32)).decode() if encrypt else None
+        self.trace_endpoint = f"http://127.0.0.1:{free_port()}" if trace else None
+        options: dict[str, str] = {}
+        if self.payload_key:
+            options["PAYLOAD_ENCRYPTION_KEY"] = self.payload_key
+        if self.trace_endpoint:
+            options["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.trace_endpoint
         self.processes = Stack(
             {
+                **options,
                 "DATABASE_URL": self.database.url,
                 "TEMPORAL_ADDRESS": self.temporal.address,
                 "ORDER_TASK_QUEUE": self.order_queue,

@@ -38,6 +38,8 @@ SETTABLE = frozenset(
         "WORKER_GRACE_SECONDS",
         "WORKER_MAX_CACHED_WORKFLOWS",
         "REVIEW_FEED_INTERVAL_SECONDS",
+        "PAYLOAD_ENCRYPTION_KEY",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
     }
 )
 
@@ -64,6 +66,21 @@ LEFT_AT_DEFAULT = frozenset(
         "BEHIND_TLS_PROXY",
         "AXES_FAILURE_LIMIT",
         "AXES_COOLOFF_MINUTES",
+        "PAYLOAD_DECRYPTION_KEYS",
+        "CODEC_CORS_ORIGINS",
+        # How the client connects (lifecycle/connect.py, temporalio.envconfig's names)
+        "TEMPORAL_API_KEY",
+        "TEMPORAL_TLS",
+        "TEMPORAL_TLS_CLIENT_CERT_PATH",
+        "TEMPORAL_TLS_CLIENT_CERT_DATA",
+        "TEMPORAL_TLS_CLIENT_KEY_PATH",
+        "TEMPORAL_TLS_CLIENT_KEY_DATA",
+        "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+        "TEMPORAL_TLS_SERVER_CA_CERT_DATA",
+        "TEMPORAL_TLS_SERVER_NAME",
+        "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION",
+        "TEMPORAL_CONFIG_FILE",
+        "TEMPORAL_PROFILE",
     }
 )
 

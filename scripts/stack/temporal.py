@@ -23,6 +23,7 @@ class TemporalServer:
     db_file: Path  # kept across restarts of the server (same file, same port: same state)
     ui_port: int | None = None  # None: headless
     log_level: str = "warn"
+    ui_codec_endpoint: str | None = None  # the UI decodes payloads there (the app's /codec)
 
     @property
     def address(self) -> str:
@@ -30,6 +31,8 @@ class TemporalServer:
 
     def args(self) -> list[str]:
         ui = ["--ui-port", str(self.ui_port)] if self.ui_port is not None else ["--headless"]
+        if self.ui_port is not None and self.ui_codec_endpoint:
+            ui += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         return [
             str(TEMPORAL_BIN), "server", "start-dev",
             "--ip", HOST, "--port", str(self.port), *ui,

@@ -12,6 +12,8 @@ from django.db import DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 from temporalio.client import Client
 
+from lifecycle import tracing
+from lifecycle.connect import connect
 from lifecycle.management.base import TemporalCommand
 from lifecycle.worker import QUEUES, WorkerConfig, run_workers
 
@@ -36,6 +38,7 @@ class Command(TemporalCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         self._check_database()
+        tracing.configure("worker")
         queues = tuple(options["queue"] or QUEUES)
         config = WorkerConfig(
             order_task_queue=settings.ORDER_TASK_QUEUE,
@@ -54,13 +57,18 @@ class Command(TemporalCommand):
         self, address: str, namespace: str, connect_timeout: float, queues: tuple[str, ...], config: WorkerConfig
     ) -> None:
         client = await self._connect(address, namespace, connect_timeout)
-        await run_workers(client, queues, config)
+        try:
+            await run_workers(client, queues, config)
+        finally:
+            tracing.flush()
 
     async def _connect(self, address: str, namespace: str, timeout: float) -> Client:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                return await Client.connect(address, namespace=namespace)
+                return await connect(address=address, namespace=namespace)
+            except (ValueError, OSError) as err:  # an unreadable TLS file or profile
+                raise CommandError(f"cannot connect to Temporal: {_first_line(err)}") from None
             except RuntimeError as err:
                 if time.monotonic() >= deadline:
                     raise CommandError(
