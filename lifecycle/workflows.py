@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -67,6 +67,10 @@ ACTION_NOT_ALLOWED = "ActionNotAllowed"
 ASK_SHIPPING = "AskShippingWorkflow"
 INVALID_ADDRESS = "InvalidAddress"
 
+# The order's state as a search attribute (Keyword), kept current by OrderWorkflow, so that
+# `temporal workflow list --query "OrderState='AWAITING_APPROVAL'"` finds the waiting orders.
+ORDER_STATE = SearchAttributeKey.for_keyword("OrderState")
+
 RETRY_INITIAL_INTERVAL = timedelta(milliseconds=5)
 RETRY_BACKOFF = 2.0
 RETRY_MAX_INTERVAL = timedelta(milliseconds=200)
@@ -74,6 +78,11 @@ RETRY_MAX_INTERVAL = timedelta(milliseconds=200)
 
 def shipping_workflow_id(order_id: str) -> str:
     return f"shipping-{order_id}"
+
+
+def order_state_attributes(state: State) -> TypedSearchAttributes:
+    """The search attributes an order's workflow starts with (no upsert needed for the first state)."""
+    return TypedSearchAttributes([SearchAttributePair(ORDER_STATE, state.value)])
 
 
 def event_id(order_id: str, event_type: EventType, sequence: int | None = None) -> str:
@@ -238,7 +247,7 @@ class OrderWorkflow(DecidesUntilDispatch):
     @workflow.init
     def __init__(self, order: OrderInput) -> None:
         self._order = order
-        self._state = State.ORDER_RECEIVED
+        self.__state = State.ORDER_RECEIVED  # the start set OrderState to it
         # The state as the workflow's steps have written it so far: `_state` runs ahead of it while
         # the step that writes the new state is under way (reconcile compares with both).
         self._recorded = State.ORDER_RECEIVED
@@ -254,6 +263,18 @@ class OrderWorkflow(DecidesUntilDispatch):
         # decides cancel and address changes; `_shipping` is its handle once it has started.
         self._child_decides = False
         self._shipping: workflow.ChildWorkflowHandle[Any, ShippingResult] | None = None
+
+    @property
+    def _state(self) -> State:
+        return self.__state
+
+    @_state.setter
+    def _state(self, state: State) -> None:
+        # OrderState follows every change; the upsert goes out with the commands of the same
+        # workflow task (no task of its own), and nothing is sent when the state stays.
+        if state is not self.__state:
+            workflow.upsert_search_attributes([ORDER_STATE.value_set(state.value)])
+        self.__state = state
 
     # --- the lifecycle: one comment per arrow of the README's state diagram --------------------
     @workflow.run

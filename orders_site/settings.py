@@ -6,6 +6,7 @@ values come only from the environment (see README, "Configuration").
 
 from __future__ import annotations
 
+import importlib.util
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,8 +27,9 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    # daphne makes `manage.py runserver` serve ASGI (HTTP and websockets) in development.
-    "daphne",
+    # daphne makes `manage.py runserver` serve ASGI (HTTP and websockets) in development; it is a
+    # development requirement only (the image serves with uvicorn and does not ship it).
+    *(["daphne"] if importlib.util.find_spec("daphne") else []),
     # lifecycle must come before channels: both define `runworker`, and ours must win.
     "lifecycle",
     "orders",

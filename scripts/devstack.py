@@ -21,6 +21,7 @@ Run it from the repository root with the project's virtualenv:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import io
 import json
@@ -43,6 +44,7 @@ from scripts.stack import (
     TemporalServer,
     exported_settings,
     port_open,
+    register_search_attributes,
     sqlite_url,
     uvicorn_answers,
     wait_for,
@@ -112,10 +114,20 @@ def ensure_temporal(config: Config, stack: Stack) -> bool:
         say(
             f"something already listens on {server.address}; reusing it as the Temporal server (it is left running on exit)"
         )
+        added = asyncio.run(_register_search_attributes(server.address))
+        if added:
+            say(f"registered the search attribute(s) {', '.join(added)} on it")
         return False
     say(f"starting the Temporal dev server (log: {_rel(config.temporal_log)}) ...")
     server.start(stack, log=config.temporal_log)
     return True
+
+
+async def _register_search_attributes(address: str) -> list[str]:
+    # A server this script did not start may lack OrderState; the workflow cannot run without it.
+    from temporalio.client import Client
+
+    return await register_search_attributes(await Client.connect(address))
 
 
 @dataclass

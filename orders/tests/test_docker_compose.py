@@ -26,6 +26,7 @@ COMPOSE_FILE = PROJECT_DIR / "docker-compose.yml"
 DOCKERFILE = PROJECT_DIR / "Dockerfile"
 
 INFRA_SERVICES = ("postgresql", "temporal", "temporal-ui")
+TEMPORAL_JOBS = ("temporal-schema", "temporal-namespace", "temporal-search-attributes")
 APP_SERVICES = ("migrate", "order-worker", "shipping-worker", "web")
 LONG_RUNNING_APP_SERVICES = ("order-worker", "shipping-worker", "web")
 
@@ -51,16 +52,31 @@ def _depends_on(service: dict[str, Any]) -> dict[str, str]:
     return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
 
 
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order, continuation lines joined, comments dropped."""
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    found = []
+    for line in joined.splitlines():
+        if line.strip():
+            instruction, _, args = line.strip().partition(" ")
+            found.append((instruction.upper(), args.strip()))
+    return found
+
+
+def _exec_form(args: str) -> list[str]:
+    return json.loads(args) if args.startswith("[") else shlex.split(args)
+
+
 def _dockerfile_cmd() -> list[str]:
-    lines = DOCKERFILE.read_text(encoding="utf-8").splitlines()
-    cmds = [line.strip()[len("CMD") :].strip() for line in lines if re.match(r"\s*CMD\s", line)]
+    cmds = [args for instruction, args in _dockerfile_instructions() if instruction == "CMD"]
     assert cmds, "the Dockerfile has no CMD"
-    last = cmds[-1]  # Docker uses the last CMD
-    return json.loads(last) if last.startswith("[") else shlex.split(last)
+    return _exec_form(cmds[-1])  # Docker uses the last CMD
 
 
 def test_compose_defines_the_full_stack() -> None:
-    assert set(INFRA_SERVICES + APP_SERVICES) <= set(_services())
+    assert set(INFRA_SERVICES + TEMPORAL_JOBS + APP_SERVICES) <= set(_services())
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
@@ -163,15 +179,68 @@ def test_files_mounted_from_the_project_exist() -> None:
                 assert (PROJECT_DIR / source).exists(), f"{name} mounts missing {source}"
 
 
-def test_the_postgres_init_script_creates_the_app_database() -> None:
+def test_the_app_connects_as_its_own_role_that_owns_its_database() -> None:
     services = _services()
     database_url = urlsplit(services["web"]["environment"]["DATABASE_URL"])
     assert database_url.hostname == "postgresql"
-    app_db = database_url.path.lstrip("/")
+    app_db, app_role = database_url.path.lstrip("/"), database_url.username
+    superuser = services["postgresql"]["environment"]["POSTGRES_USER"]
+    assert app_role and app_role != superuser
     init_sql = (PROJECT_DIR / "docker" / "postgres-init.sql").read_text(encoding="utf-8")
-    assert re.search(rf"CREATE DATABASE {re.escape(app_db)}\b", init_sql, flags=re.IGNORECASE)
+    assert re.search(rf"CREATE ROLE {re.escape(app_role)} LOGIN\b", init_sql, flags=re.IGNORECASE)
+    assert not re.search(r"(?<!NO)SUPERUSER", init_sql), "the app's role must not be a superuser"
+    owner = rf"CREATE DATABASE {re.escape(app_db)} OWNER {re.escape(app_role)}\b"
+    assert re.search(owner, init_sql, flags=re.IGNORECASE)
     mounts = [v for v in services["postgresql"]["volumes"] if isinstance(v, str)]
     assert any(m.startswith("./docker/postgres-init.sql:/docker-entrypoint-initdb.d/") for m in mounts)
+
+
+def test_temporal_runs_from_the_server_and_admin_tools_images_of_one_version() -> None:
+    services = _services()
+    images = [str(service.get("image", "")) for service in services.values()]
+    assert not [image for image in images if "auto-setup" in image], "temporalio/auto-setup is deprecated"
+    server = services["temporal"]["image"]
+    assert server.startswith("temporalio/server:")
+    version = server.partition(":")[2]
+    for job in TEMPORAL_JOBS:
+        assert services[job]["image"] == f"temporalio/admin-tools:{version}"
+        assert services[job]["restart"] != "unless-stopped", f"{job} is a one-shot job"
+    config = services["temporal"]["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    mounts = [v.split(":")[1] for v in services["temporal"]["volumes"]]
+    assert f"/etc/temporal/{config}" in mounts
+
+
+def _job_script(name: str) -> str:
+    """The shell the job runs: its inline command, or the mounted script it names."""
+    service = _services()[name]
+    text = " ".join(_argv(service.get("command") or []))
+    for volume in service.get("volumes") or []:
+        source, target = volume.split(":")[:2]
+        if target in text:
+            text += "\n" + (PROJECT_DIR / source).read_text(encoding="utf-8")
+    return text
+
+
+def test_the_schema_job_sets_up_both_temporal_stores_before_the_server_starts() -> None:
+    script = _job_script("temporal-schema")
+    for step in ("create-database", "setup-schema -v 0.0", "update-schema -d"):
+        assert f'"$database" {step}' in script
+    assert "temporal:temporal" in script and "temporal_visibility:visibility" in script
+    assert "--plugin postgres12" in script
+    assert _depends_on(_services()["temporal"]) == {"temporal-schema": "service_completed_successfully"}
+
+
+def test_the_jobs_create_the_namespace_and_register_every_search_attribute() -> None:
+    from scripts.stack.temporal import SEARCH_ATTRIBUTES
+
+    namespace = _services()["web"]["environment"]["TEMPORAL_NAMESPACE"]
+    assert f"temporal operator namespace create --namespace {namespace}" in _job_script("temporal-namespace")
+    script = _job_script("temporal-search-attributes")
+    for name, kind in SEARCH_ATTRIBUTES.items():
+        assert f"search-attribute create --namespace {namespace} --name {name} --type {kind}" in script
+    assert _depends_on(_services()["temporal-search-attributes"]) == {
+        "temporal-namespace": "service_completed_successfully"
+    }
 
 
 def test_the_app_talks_to_the_temporal_service_in_the_stack() -> None:
@@ -197,6 +266,27 @@ def test_app_processes_start_after_migrations_and_a_healthy_temporal(name: str) 
     deps = _depends_on(_services()[name])
     assert deps.get("migrate") == "service_completed_successfully"
     assert deps.get("temporal") == "service_healthy"
+    assert deps.get("temporal-search-attributes") == "service_completed_successfully"
+
+
+def test_the_web_service_is_healthy_when_ready_and_the_image_when_live() -> None:
+    web = _services()["web"]["healthcheck"]
+    assert "http://127.0.0.1:8000/health/ready" in " ".join(web["test"])
+    healthchecks = [args for instruction, args in _dockerfile_instructions() if instruction == "HEALTHCHECK"]
+    assert len(healthchecks) == 1 and "http://127.0.0.1:8000/health/live" in healthchecks[0]
+    assert "127.0.0.1" in _services()["web"]["environment"]["ALLOWED_HOSTS"].split(",")
+
+
+def test_the_image_is_multi_stage_and_installs_only_the_hash_locked_runtime() -> None:
+    instructions = _dockerfile_instructions()
+    stages = [args for instruction, args in instructions if instruction == "FROM"]
+    assert len(stages) == 2 and stages[-1] == "python:3.11-slim"
+    installs = [args for instruction, args in instructions if instruction == "RUN" and "pip install" in args]
+    assert installs and all("--require-hashes -r /tmp/runtime.txt" in args for args in installs)
+    copies = [args for instruction, args in instructions if instruction == "COPY"]
+    assert "requirements/runtime.txt /tmp/runtime.txt" in copies
+    assert "--from=builder /opt/venv /opt/venv" in copies
+    assert "dev.txt" not in DOCKERFILE.read_text(encoding="utf-8")
 
 
 def test_migrate_runs_once_after_postgres_is_healthy() -> None:

@@ -27,7 +27,7 @@ from scripts.stack.processes import (
     describe_exit,
     wait_for,
 )
-from scripts.stack.temporal import TemporalServer, temporal_cli_version
+from scripts.stack.temporal import TemporalServer, register_search_attributes, temporal_cli_version
 
 __all__ = [
     "HOST",
@@ -50,6 +50,7 @@ __all__ = [
     "port_open",
     "postgres_connect",
     "postgres_url",
+    "register_search_attributes",
     "sqlite_url",
     "temporal_cli_version",
     "uvicorn_answers",
