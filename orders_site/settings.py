@@ -181,6 +181,9 @@ WORKER_GRACE_SECONDS = env.float("WORKER_GRACE_SECONDS", default=10.0)
 WORKER_ACTIVITY_THREADS = env.int("WORKER_ACTIVITY_THREADS", default=20)
 WORKER_MAX_CACHED_WORKFLOWS = env.int("WORKER_MAX_CACHED_WORKFLOWS", default=1000)
 WORKFLOW_SANDBOX = env.bool("WORKFLOW_SANDBOX", default=True)
+# runworker serves the Temporal SDK's and the app's Prometheus metrics on this port (unset: none).
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=None)
+WORKER_METRICS_BIND = env.str("WORKER_METRICS_BIND", default="127.0.0.1")
 
 # --- Security headers (production values apply whenever DEBUG is off) -----------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -7,6 +7,7 @@ from django.urls import include, path
 from django.views import defaults
 from django.views.generic import RedirectView
 
+from orders import health, metrics
 from orders.api import api
 from orders.middleware import HTML_PREFIXES
 
@@ -30,6 +31,9 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("review/", include("orders.urls")),
+    path("metrics", metrics.metrics_view, name="metrics"),
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
     path("", RedirectView.as_view(url="/review/", permanent=False)),
     path("", api.urls),
 ]

@@ -13,6 +13,7 @@ from django.db.migrations.executor import MigrationExecutor
 from temporalio.client import Client
 
 from lifecycle.management.base import TemporalCommand
+from lifecycle.metrics import MetricsUnavailable, worker_runtime
 from lifecycle.worker import QUEUES, WorkerConfig, run_workers
 
 
@@ -49,6 +50,8 @@ class Command(TemporalCommand):
             asyncio.run(self._run(options["address"], options["namespace"], options["connect_timeout"], queues, config))
         except KeyboardInterrupt:
             pass
+        except MetricsUnavailable as err:
+            raise CommandError(f"{err}; check WORKER_METRICS_PORT and WORKER_METRICS_BIND") from None
 
     async def _run(
         self, address: str, namespace: str, connect_timeout: float, queues: tuple[str, ...], config: WorkerConfig
@@ -58,9 +61,10 @@ class Command(TemporalCommand):
 
     async def _connect(self, address: str, namespace: str, timeout: float) -> Client:
         deadline = time.monotonic() + timeout
+        runtime = worker_runtime(settings.WORKER_METRICS_PORT, settings.WORKER_METRICS_BIND)  # serves /metrics
         while True:
             try:
-                return await Client.connect(address, namespace=namespace)
+                return await Client.connect(address, namespace=namespace, runtime=runtime)
             except RuntimeError as err:
                 if time.monotonic() >= deadline:
                     raise CommandError(
