@@ -196,7 +196,8 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"  # Django's default, stated: the tests check the header
 # Sent with every response by orders.middleware.ContentSecurityPolicyMiddleware. The console, the
 # login page, admin and the Swagger UI at /docs load scripts and styles only from their own static
@@ -225,6 +226,9 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
 AXES_HTTP_RESPONSE_CODE = 429  # axes' default, stated: Too Many Requests
+# The client's address: behind a TLS proxy, from its X-Forwarded-For (orders_site/proxy.py), so
+# that nobody locks a reviewer out for everyone behind the proxy.
+AXES_CLIENT_IP_CALLABLE = "orders_site.proxy.client_ip"
 
 # --- Logging: plain lines for people, LOG_FORMAT=json for log pipelines -----------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
