@@ -6,8 +6,8 @@ Names (prometheus-client adds `_total` to counters):
   and surface (api, console, admin);
 - `orders_web_started_total`: orders recorded by the API's start (a repeated start is not counted);
 - `orders_awaiting_approval`: orders awaiting approval now, read from the database at scrape time;
-- `orders_awaiting_approval_late`: of those, the ones with less than half their approval window
-  (APPROVAL_TIMEOUT_SECONDS) left;
+- `orders_awaiting_approval_past_half_window`: of those, the ones with less than half their
+  approval window (APPROVAL_TIMEOUT_SECONDS) left;
 - the process's own (`process_*`, `python_gc_*`, `python_info`).
 
 Each web process counts for itself: scrape every process (or run one per container).
@@ -76,7 +76,7 @@ class WaitingOrders(Collector):
         waiting, late = selectors.awaiting_approval_counts(now=timezone.now(), half_window=half_window)
         yield GaugeMetricFamily("orders_awaiting_approval", "Orders awaiting approval", value=waiting)
         yield GaugeMetricFamily(
-            "orders_awaiting_approval_late",
+            "orders_awaiting_approval_past_half_window",
             "Orders awaiting approval with less than half their approval window left",
             value=late,
         )

@@ -78,7 +78,9 @@ def test_the_waiting_orders_are_counted_in_one_query_at_scrape_time(transactiona
     assert len([q for q in queries if f'"{table}"' in q["sql"]]) == 1
     assert len(queries) == 2  # the token with its permission, then the orders
     assert value(families, "orders_awaiting_approval", "orders_awaiting_approval") == 2
-    assert value(families, "orders_awaiting_approval_late", "orders_awaiting_approval_late") == 1
+    assert (
+        value(families, "orders_awaiting_approval_past_half_window", "orders_awaiting_approval_past_half_window") == 1
+    )
 
 
 def test_actions_by_kind_and_outcome_and_orders_started_after_orders_went_through(api: Client, workers: Any) -> None:
