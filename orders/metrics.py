@@ -16,11 +16,13 @@ Each web process counts for itself: scrape every process (or run one per contain
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -40,6 +42,7 @@ from orders import selectors
 from orders.permissions import VIEW_METRICS
 from orders.tokens import token_authenticate
 
+logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -108,6 +111,14 @@ def _caller_status(request: HttpRequest) -> int:
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """GET /metrics: the web app's metrics for a monitoring system's token (sync: database work only)."""
+    try:
+        return _answer(request)
+    except (OperationalError, InterfaceError) as err:  # the database is down: say so, not 500
+        logger.warning("metrics: database unavailable: %s", type(err).__name__)
+        return JsonResponse({"detail": "database unavailable; retry the request"}, status=503)
+
+
+def _answer(request: HttpRequest) -> HttpResponse:
     status = _caller_status(request)
     if status == 401:
         response = JsonResponse(

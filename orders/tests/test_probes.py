@@ -20,7 +20,7 @@ def staff_session() -> Client:
     return client
 
 
-def test_live_answers_without_the_database_or_temporal(queues: Any, settings: Any) -> None:
+def test_live_answers_without_the_database_or_temporal(db: None, settings: Any) -> None:
     settings.TEMPORAL_ADDRESS = "127.0.0.1:9"  # Temporal down: still live
     with CaptureQueriesContext(connection) as queries:
         response = Client().get("/health/live")
