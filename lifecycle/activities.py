@@ -74,6 +74,7 @@ def _log_failure(name: str, arg: Any, err: Exception) -> None:
         attempt,
         type(err).__name__,
         detail,
+        extra={"order_id": order_id},
     )
 
 

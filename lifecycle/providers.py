@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from django.conf import settings
 
+from lifecycle.metrics import provider_call
 from lifecycle.validation import UNDELIVERABLE_ZIP
 from orders.models import ProviderCharge
 
@@ -92,13 +93,14 @@ class Movement:
 
 
 def _move_money(*, idempotency_key: str, kind: str, amount: Decimal) -> Movement:
-    flaky_call()  # the request may be lost before it reaches the provider
-    # get_or_create settles a race with a concurrent attempt on the same key itself: its insert
-    # runs in a transaction of its own and, on a unique-key collision, it reads the winner's row.
-    row, created = ProviderCharge.objects.get_or_create(
-        idempotency_key=idempotency_key, kind=kind, defaults={"amount": amount}
-    )
-    flaky_call()  # ... or the provider's answer may be lost after the money moved
+    with provider_call("payment", kind):
+        flaky_call()  # the request may be lost before it reaches the provider
+        # get_or_create settles a race with a concurrent attempt on the same key itself: its insert
+        # runs in a transaction of its own and, on a unique-key collision, it reads the winner's row.
+        row, created = ProviderCharge.objects.get_or_create(
+            idempotency_key=idempotency_key, kind=kind, defaults={"amount": amount}
+        )
+        flaky_call()  # ... or the provider's answer may be lost after the money moved
     if kind == ProviderCharge.KIND_CHARGE:
         crash_point("after_charge", settings.CHAOS_CRASH_AFTER_CHARGE_RATE)
     return Movement(idempotency_key, kind, row.amount, replayed=not created)
@@ -119,7 +121,12 @@ def refund(*, idempotency_key: str, amount: Decimal) -> Movement:
 
 def dispatch_to_carrier(*, order_id: str, address: dict[str, str]) -> str:
     """Hand a package to the simulated carrier; returns a tracking number."""
-    network()
-    if str(address.get("zip", "")).strip() == UNDELIVERABLE_ZIP:
-        raise CarrierRefused(f"the carrier does not deliver to zip {UNDELIVERABLE_ZIP}")
-    return f"TRK-{order_id}"
+
+    def once() -> str:
+        with provider_call("carrier", "dispatch"):
+            flaky_call()
+            if str(address.get("zip", "")).strip() == UNDELIVERABLE_ZIP:
+                raise CarrierRefused(f"the carrier does not deliver to zip {UNDELIVERABLE_ZIP}")
+            return f"TRK-{order_id}"
+
+    return with_quick_retries(once)

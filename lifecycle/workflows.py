@@ -39,6 +39,7 @@ from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePa
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from lifecycle import metrics
     from lifecycle.states import Action, EventType, PaymentStatus, State, refusal_message, refusal_reason
     from lifecycle.types import (
         ActionResult,
@@ -279,6 +280,7 @@ class OrderWorkflow(DecidesUntilDispatch):
     # --- the lifecycle: one comment per arrow of the README's state diagram --------------------
     @workflow.run
     async def run(self, order: OrderInput) -> str:
+        metrics.order_started()
         # [*] --> ORDER_RECEIVED: the API stored the row; this records the event.
         await local_step("order_received", order, order.tuning)
         if self._cancel is not None:
@@ -326,14 +328,17 @@ class OrderWorkflow(DecidesUntilDispatch):
         def decided() -> bool:
             return self._approval is not None or self._cancel is not None
 
+        review_start = workflow.now()
         try:
             # An approval sent before review is already here: no wait, and no timer.
             if not decided():
                 await workflow.wait_condition(decided, timeout=max(left, timedelta(0)))
         except TimeoutError:
+            metrics.review_decided("timed_out", workflow.now() - review_start)
             timed_out = self._step(EventType.APPROVAL_TIMEOUT, payload={"approval_deadline": self._approval_deadline})
             await self._record_end(State.APPROVAL_TIMEOUT, "approval_timed_out", timed_out)
             return False
+        metrics.review_decided("cancelled" if self._cancel is not None else "approved", workflow.now() - review_start)
         return True
 
     async def _charge(self) -> None:
@@ -433,6 +438,7 @@ class OrderWorkflow(DecidesUntilDispatch):
 
     async def _end(self) -> str:
         await workflow.wait_condition(workflow.all_handlers_finished)
+        metrics.order_ended(self._state.value)
         return self._state.value
 
     def _step(

@@ -20,6 +20,7 @@ from lifecycle.client import ActionRefused, TemporalUnavailable, send_action
 from lifecycle.states import END_STATES, Action, refusal_message, refusal_reason
 from lifecycle.validation import order_id_problem
 from orders.db import release_connections
+from orders.metrics import counted_action
 from orders.selectors import order_state_async
 
 BULK_CONCURRENCY = 10
@@ -68,6 +69,7 @@ class ActionOutcome:
         return self.verdict is Verdict.APPLIED
 
 
+@counted_action
 async def order_act(
     *,
     order_id: str,

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.http import HttpRequest
+from django.http import HttpRequest, JsonResponse
 
 from lifecycle.client import temporal_health, workers_health
 from orders.db import run_then_release
@@ -102,3 +102,23 @@ async def health_report(request: HttpRequest) -> tuple[int, dict[str, Any]]:
     if detailed and temporal.ok:
         body["workers"] = await workers_health([settings.ORDER_TASK_QUEUE, settings.SHIPPING_TASK_QUEUE])
     return (503 if down else 200), body
+
+
+# --- probes: /health/live and /health/ready -------------------------------------------------
+LIVE = "live"
+READY = "ready"
+
+
+async def live(request: HttpRequest) -> JsonResponse:
+    """Liveness: the process answers. No database, no Temporal, no look-up of the caller: a
+    probe that restarts the process must not fail because something else is down."""
+    return JsonResponse({"status": LIVE})
+
+
+async def ready(request: HttpRequest) -> JsonResponse:
+    """Readiness: the database and Temporal answer (200), or not (503); the body is /health's,
+    with `ready` for `ok`: words for anyone, reasons and workers per task queue for staff."""
+    status, body = await health_report(request)
+    if status == 200:
+        body["status"] = READY
+    return JsonResponse(body, status=status)

@@ -39,6 +39,7 @@ class Order(models.Model):
             ("approve_order", "Can approve an order awaiting review"),
             ("cancel_order", "Can cancel an order"),
             ("change_order_address", "Can change an order's shipping address"),
+            ("view_metrics", "Can read the web app's Prometheus metrics"),
         ]
 
     def __str__(self) -> str:

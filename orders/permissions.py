@@ -20,6 +20,7 @@ APPROVE_ORDER = "orders.approve_order"
 CANCEL_ORDER = "orders.cancel_order"
 CHANGE_ORDER_ADDRESS = "orders.change_order_address"
 CHANGE_APITOKEN = "orders.change_apitoken"  # revoking a token is changing it
+VIEW_METRICS = "orders.view_metrics"  # GET /metrics (a monitoring system's token)
 
 # The permission each human action needs, on every surface.
 ACTION_PERMISSIONS: dict[Action, str] = {

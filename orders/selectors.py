@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from lifecycle.states import END_STATES, State, allowed_actions
 from lifecycle.validation import order_id_problem
@@ -26,6 +27,15 @@ async def order_state_async(*, order_id: str) -> str | None:
     if order_id_problem(order_id):
         return None
     return await Order.objects.filter(id=order_id).values_list("state", flat=True).afirst()
+
+
+def awaiting_approval_counts(*, now: datetime, half_window: timedelta) -> tuple[int, int]:
+    """How many orders await approval, and how many of them have less than `half_window` left
+    before their deadline (1 query, on the state index)."""
+    counts = Order.objects.filter(state=State.AWAITING_APPROVAL).aggregate(
+        waiting=Count("id"), late=Count("id", filter=Q(approval_deadline__lte=now + half_window))
+    )
+    return counts["waiting"], counts["late"]
 
 
 def open_order_ids() -> list[str]:

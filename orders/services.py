@@ -22,6 +22,7 @@ from django.utils import timezone
 from lifecycle import providers
 from lifecycle.states import EventType, PaymentStatus, State
 from lifecycle.validation import order_total
+from orders import metrics
 from orders.models import Event, Order, Payment
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ def order_start(
                     total=order_total(items),
                     request_digest=digest,
                 )
+            metrics.WEB_STARTED.inc()
             return StartOutcome(order, created=True)
         except IntegrityError:
             pass

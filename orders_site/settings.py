@@ -185,6 +185,9 @@ WORKER_GRACE_SECONDS = env.float("WORKER_GRACE_SECONDS", default=10.0)
 WORKER_ACTIVITY_THREADS = env.int("WORKER_ACTIVITY_THREADS", default=20)
 WORKER_MAX_CACHED_WORKFLOWS = env.int("WORKER_MAX_CACHED_WORKFLOWS", default=1000)
 WORKFLOW_SANDBOX = env.bool("WORKFLOW_SANDBOX", default=True)
+# runworker serves the Temporal SDK's and the app's Prometheus metrics on this port (unset: none).
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=None)
+WORKER_METRICS_BIND = env.str("WORKER_METRICS_BIND", default="127.0.0.1")
 
 # Connecting to any Temporal (lifecycle/connect.py): address and namespace above; TLS, an API key
 # or a TOML profile through temporalio.envconfig, under the variable names it reads.
@@ -233,7 +236,8 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"  # Django's default, stated: the tests check the header
 # Sent with every response by orders.middleware.ContentSecurityPolicyMiddleware. The console, the
 # login page, admin and the Swagger UI at /docs load scripts and styles only from their own static
@@ -262,6 +266,9 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
 AXES_HTTP_RESPONSE_CODE = 429  # axes' default, stated: Too Many Requests
+# The client's address: behind a TLS proxy, from its X-Forwarded-For (orders_site/proxy.py), so
+# that nobody locks a reviewer out for everyone behind the proxy.
+AXES_CLIENT_IP_CALLABLE = "orders_site.proxy.client_ip"
 
 # --- Logging: plain lines for people, LOG_FORMAT=json for log pipelines -----------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
@@ -277,8 +284,14 @@ LOGGING = {
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
     },
+    # Lines logged in an activity or a workflow carry the order's id as `order_id` (orders_site/logs.py).
+    "filters": {"order_id": {"()": "orders_site.logs.OrderIdFilter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["order_id"],
+        }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

@@ -7,6 +7,7 @@ from django.urls import include, path
 from django.views import defaults
 from django.views.generic import RedirectView
 
+from orders import health, metrics
 from orders.api import api
 from orders.middleware import HTML_PREFIXES
 from orders.views.codec import codec
@@ -34,6 +35,9 @@ urlpatterns = [
     # Temporal's remote codec protocol, for the Temporal UI (orders/views/codec.py)
     path("codec/decode", codec, {"direction": "decode"}, name="codec-decode"),
     path("codec/encode", codec, {"direction": "encode"}, name="codec-encode"),
+    path("metrics", metrics.metrics_view, name="metrics"),
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
     path("", RedirectView.as_view(url="/review/", permanent=False)),
     path("", api.urls),
 ]

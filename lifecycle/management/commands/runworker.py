@@ -15,6 +15,7 @@ from temporalio.client import Client
 from lifecycle import tracing
 from lifecycle.connect import connect
 from lifecycle.management.base import TemporalCommand
+from lifecycle.metrics import MetricsUnavailable, worker_runtime
 from lifecycle.worker import QUEUES, WorkerConfig, run_workers
 
 
@@ -52,6 +53,8 @@ class Command(TemporalCommand):
             asyncio.run(self._run(options["address"], options["namespace"], options["connect_timeout"], queues, config))
         except KeyboardInterrupt:
             pass
+        except MetricsUnavailable as err:
+            raise CommandError(f"{err}; check WORKER_METRICS_PORT and WORKER_METRICS_BIND") from None
 
     async def _run(
         self, address: str, namespace: str, connect_timeout: float, queues: tuple[str, ...], config: WorkerConfig
@@ -64,9 +67,10 @@ class Command(TemporalCommand):
 
     async def _connect(self, address: str, namespace: str, timeout: float) -> Client:
         deadline = time.monotonic() + timeout
+        runtime = worker_runtime(settings.WORKER_METRICS_PORT, settings.WORKER_METRICS_BIND)  # serves /metrics
         while True:
             try:
-                return await connect(address=address, namespace=namespace)
+                return await connect(address=address, namespace=namespace, runtime=runtime)
             except (ValueError, OSError) as err:  # an unreadable TLS file or profile
                 raise CommandError(f"cannot connect to Temporal: {_first_line(err)}") from None
             except RuntimeError as err:

@@ -4,6 +4,7 @@ login throttling by django-axes."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
@@ -127,3 +128,32 @@ def test_tests_can_still_sign_in_with_force_login_or_login_given_a_request(revie
     client = Client()
     assert client.login(request=HttpRequest(), username="rita", password=PASSWORD)
     assert client.get("/review/").status_code == 200
+
+
+PROXY = "10.0.0.2"  # every request behind the TLS proxy arrives from its address
+
+
+def via_proxy(username: str, password: str, client_address: str, sent: str = "") -> Any:
+    """A sign-in through the proxy, which appends the address it saw to X-Forwarded-For
+    (after anything the client sent itself)."""
+    forwarded = f"{sent}, {client_address}" if sent else client_address
+    return sign_in(Client(), username, password, REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=forwarded)
+
+
+def test_behind_the_tls_proxy_a_lockout_is_per_client_not_per_proxy(reviewer: User, settings: Any) -> None:
+    settings.BEHIND_TLS_PROXY = True
+    for _ in range(django_settings.AXES_FAILURE_LIMIT):
+        via_proxy("rita", "guess", "203.0.113.7")
+    assert via_proxy("rita", PASSWORD, "203.0.113.7").status_code == 429
+    # Rita herself, from her own address through the same proxy, is not locked out ...
+    assert via_proxy("rita", PASSWORD, "198.51.100.20").status_code == 302
+    # ... and the attacker cannot escape the lockout by sending an X-Forwarded-For of its own.
+    assert via_proxy("rita", PASSWORD, "203.0.113.7", sent="198.51.100.99").status_code == 429
+
+
+def test_without_the_proxy_setting_x_forwarded_for_is_ignored(reviewer: User, settings: Any) -> None:
+    settings.BEHIND_TLS_PROXY = False
+    for _ in range(django_settings.AXES_FAILURE_LIMIT):
+        via_proxy("rita", "guess", "203.0.113.7")
+    # Counted by the connecting address: a forged header changes nothing.
+    assert via_proxy("rita", PASSWORD, "198.51.100.20").status_code == 429
