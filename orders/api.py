@@ -374,8 +374,10 @@ async def approve_order(
 
 
 def _cancel_reason(request: HttpRequest) -> str:
-    """The optional `{"reason": "..."}` of a cancellation; an empty body means no reason."""
-    if not request.body.strip():
+    """The optional `{"reason": "..."}` of a cancellation; an empty body (or an empty form, as
+    some clients send with a bare POST) means no reason. Read as JSON whatever the content type
+    says, so `curl -d '{"reason": "..."}'` works too."""
+    if not request.body.strip() or request.content_type == "multipart/form-data":
         return ""
     try:
         body = json.loads(request.body)
