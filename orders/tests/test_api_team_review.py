@@ -16,6 +16,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from lifecycle.tests.test_order_workflow import record_history
 from orders.models import Event, Order, ProviderCharge
 from orders.permissions import REVIEWERS, SUPERVISORS
 from orders.tests.factories import new_order_id, order_body, wait_for_state, wait_until
@@ -118,18 +119,21 @@ def test_claim_needs_the_approve_permission(api: Client, workers: Any) -> None:
 
 # --- four-eyes ---------------------------------------------------------------------------------------
 def test_four_eyes_same_user_twice_is_refused_and_two_users_charge_once(
-    api: Client, rita: Client, sam: Client, workers: Any, settings: Any
+    api: Client, rita: Client, sam: Client, workers: Any, settings: Any, temporal: Any
 ) -> None:
     settings.FOUR_EYES_MIN_TOTAL = "1000.00"
     order_id = started(api, items=BIG)
+    assert post(rita, order_id, "claim").status_code == 202
     first = post(rita, order_id, "approve")
     assert (first.status_code, first.json()["state"]) == (202, "AWAITING_APPROVAL")
     wait_until(lambda: Order.objects.get(id=order_id).first_approver_id, what="the first approval")
     again = post(rita, order_id, "approve")
     assert again.status_code == 409
     assert "needs a second reviewer" in again.json()["detail"]
+    assert post(sam, order_id, "claim").status_code == 202  # rita's claim ended with her approval
     assert post(sam, order_id, "approve").status_code == 202
     wait_for_state(order_id, "COMPLETED")
+    record_history(temporal, order_id, "four_eyes_with_claim")
     order = Order.objects.get(id=order_id)
     assert ProviderCharge.objects.filter(idempotency_key=order.payment_id, kind="charge").count() == 1
     recorded = dict(events(order_id))
