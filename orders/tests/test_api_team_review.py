@@ -209,3 +209,11 @@ def test_status_shows_the_claim_the_approvals_and_escalation_in_three_queries_af
     assert "release" not in status["allowed_actions"]
     post(rita, order_id, "claim")
     assert api.get(f"/orders/{order_id}/status").json()["claimed_by"] == "rita"
+
+
+def test_the_migrations_make_supervisors_reviewers_who_may_take_over_claims(db: None) -> None:
+    def codenames(name: str) -> set[str]:
+        return set(Group.objects.get(name=name).permissions.values_list("codename", flat=True))
+
+    assert codenames(SUPERVISORS) == codenames(REVIEWERS) | {"reassign_order"}
+    assert "reassign_order" not in codenames(REVIEWERS)
