@@ -40,7 +40,7 @@ class Order(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
     first_approved_at = models.DateTimeField(null=True, blank=True)
-    approvals_required = models.PositiveSmallIntegerField(default=1)
+    approvals_required = models.PositiveSmallIntegerField(default=1, db_default=1)  # raw inserts too (bench)
     escalated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
