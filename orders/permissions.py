@@ -20,6 +20,7 @@ APPROVE_ORDER = "orders.approve_order"
 CANCEL_ORDER = "orders.cancel_order"
 CHANGE_ORDER_ADDRESS = "orders.change_order_address"
 CHANGE_APITOKEN = "orders.change_apitoken"  # revoking a token is changing it
+REASSIGN_ORDER = "orders.reassign_order"  # take over another reviewer's claim
 VIEW_METRICS = "orders.view_metrics"  # GET /metrics (a monitoring system's token)
 
 # The permission each human action needs, on every surface.
@@ -27,15 +28,20 @@ ACTION_PERMISSIONS: dict[Action, str] = {
     Action.APPROVE: APPROVE_ORDER,
     Action.CANCEL: CANCEL_ORDER,
     Action.UPDATE_ADDRESS: CHANGE_ORDER_ADDRESS,
+    # Claiming is part of reviewing: whoever may approve may claim and release.
+    Action.CLAIM: APPROVE_ORDER,
+    Action.RELEASE: APPROVE_ORDER,
 }
 # What a bearer token's user may be asked for: loaded with the token in one query (orders.tokens).
-API_PERMISSIONS = sorted({ADD_ORDER, VIEW_ORDER, *ACTION_PERMISSIONS.values()})
+API_PERMISSIONS = sorted({ADD_ORDER, VIEW_ORDER, REASSIGN_ORDER, *ACTION_PERMISSIONS.values()})
 
 REVIEWERS = "Reviewers"
 API_CLIENTS = "API clients"
-REVIEWER_PERMISSIONS = [VIEW_ORDER, *ACTION_PERMISSIONS.values()]
+SUPERVISORS = "Supervisors"  # also who gets an escalation's email
+REVIEWER_PERMISSIONS = sorted({VIEW_ORDER, *ACTION_PERMISSIONS.values()})
 GROUPS = {
     REVIEWERS: REVIEWER_PERMISSIONS,
+    SUPERVISORS: [*REVIEWER_PERMISSIONS, REASSIGN_ORDER],
     API_CLIENTS: [*REVIEWER_PERMISSIONS, ADD_ORDER],
 }
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import importlib.util
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from lifecycle.codec import BadKey, parse_key
 
@@ -170,7 +172,18 @@ TEMPORAL_NAMESPACE = env.str("TEMPORAL_NAMESPACE", default="default")
 TEMPORAL_UI_URL = env.str("TEMPORAL_UI_URL", default="http://localhost:8233")
 ORDER_TASK_QUEUE = env.str("ORDER_TASK_QUEUE", default="order-tq")
 SHIPPING_TASK_QUEUE = env.str("SHIPPING_TASK_QUEUE", default="shipping-tq")
-APPROVAL_TIMEOUT_SECONDS = env.float("APPROVAL_TIMEOUT_SECONDS", default=300.0)
+# A day: a realistic window for a person to review an order (tests set a shorter one).
+APPROVAL_TIMEOUT_SECONDS = env.float("APPROVAL_TIMEOUT_SECONDS", default=86400.0)
+# Reviewer teams (lifecycle.review). An order whose total is at least FOUR_EYES_MIN_TOTAL needs
+# two approvers (empty: never); a claim lapses after CLAIM_TTL_SECONDS; an order still unapproved
+# ESCALATE_AFTER_SECONDS after review began is escalated to the Supervisors (0: never).
+FOUR_EYES_MIN_TOTAL = env.str("FOUR_EYES_MIN_TOTAL", default="1000.00")
+try:
+    Decimal(FOUR_EYES_MIN_TOTAL.strip() or "0")
+except InvalidOperation as err:
+    raise ImproperlyConfigured(f"FOUR_EYES_MIN_TOTAL must be an amount or empty, not {FOUR_EYES_MIN_TOTAL!r}") from err
+CLAIM_TTL_SECONDS = env.float("CLAIM_TTL_SECONDS", default=900.0)
+ESCALATE_AFTER_SECONDS = env.float("ESCALATE_AFTER_SECONDS", default=APPROVAL_TIMEOUT_SECONDS / 2)
 WORKFLOW_RUN_TIMEOUT_SECONDS = env.float("WORKFLOW_RUN_TIMEOUT_SECONDS", default=None)
 ACTIVITY_TIMEOUT_SECONDS = env.float("ACTIVITY_TIMEOUT_SECONDS", default=2.0)
 ACTIVITY_MAX_ATTEMPTS = env.int("ACTIVITY_MAX_ATTEMPTS", default=1000)
@@ -224,6 +237,9 @@ except BadKey as err:
 CODEC_CORS_ORIGINS = env.list("CODEC_CORS_ORIGINS", default=[TEMPORAL_UI_URL.rstrip("/")])
 # Tracing (lifecycle/tracing.py): OTLP over HTTP to this collector (http://host:4318); unset: off.
 OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+
+# --- Email (escalations to the Supervisors): the console backend unless EMAIL_URL says otherwise
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 
 # --- Security headers (production values apply whenever DEBUG is off) -----------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -4,7 +4,7 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-    dependencies = [("orders", "0006_drop_unused_like_indexes")]
+    dependencies = [("orders", "0008_supervisors")]
 
     operations = [
         migrations.AlterModelOptions(
@@ -14,6 +14,7 @@ class Migration(migrations.Migration):
                     ("approve_order", "Can approve an order awaiting review"),
                     ("cancel_order", "Can cancel an order"),
                     ("change_order_address", "Can change an order's shipping address"),
+                    ("reassign_order", "Can take over another reviewer's claim on an order"),
                     ("view_metrics", "Can read the web app's Prometheus metrics"),
                 ]
             },
