@@ -119,7 +119,7 @@ async def order_act(
 
 
 async def order_act_many(
-    *, order_ids: list[str], action: Action, actor: str, via: str, idempotency_key: str = ""
+    *, order_ids: list[str], action: Action, actor: str, via: str, idempotency_key: str = "", reason: str = ""
 ) -> list[ActionOutcome]:
     """The same action on several orders, a few at a time; one outcome per order, in order.
     Callers keep to BULK_LIMIT orders. One `idempotency_key` serves them all (an Update id
@@ -129,7 +129,7 @@ async def order_act_many(
     async def one(order_id: str) -> ActionOutcome:
         async with limit:
             return await order_act(
-                order_id=order_id, action=action, actor=actor, via=via, idempotency_key=idempotency_key
+                order_id=order_id, action=action, actor=actor, via=via, idempotency_key=idempotency_key, reason=reason
             )
 
     return list(await asyncio.gather(*(one(order_id) for order_id in dict.fromkeys(order_ids))))

@@ -25,3 +25,66 @@ class AddressForm(forms.Form):
     @staticmethod
     def address(cleaned: dict[str, Any]) -> dict[str, str]:
         return {"street": cleaned.get("street", ""), "city": cleaned.get("city", ""), "zip": cleaned.get("zip", "")}
+
+
+CANCEL_REASONS = [
+    ("customer_request", "Customer request"),
+    ("suspected_fraud", "Suspected fraud"),
+    ("out_of_stock", "Out of stock"),
+    ("address_problem", "Address problem"),
+    ("other", "Other"),
+]
+CANCEL_REASON_MAX = 500  # what the API accepts too (the contract's "Reviewer teams")
+
+
+class CancelForm(forms.Form):
+    """Why an order is cancelled: a choice from a short list, and words of the reviewer's own."""
+
+    code = forms.ChoiceField(label="Reason", choices=CANCEL_REASONS)
+    text = forms.CharField(label="Details", required=False, strip=True, max_length=CANCEL_REASON_MAX)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("code") == "other" and not cleaned.get("text"):
+            self.add_error("text", "Say why, when the reason is “Other”.")
+        if cleaned.get("code") and not self.errors:
+            if len(self.reason(cleaned)) > CANCEL_REASON_MAX:
+                self.add_error("text", f"Keep the reason to {CANCEL_REASON_MAX} characters with its label.")
+        return cleaned
+
+    @staticmethod
+    def reason(cleaned: dict[str, Any]) -> str:
+        """The reason as recorded in ORDER_CANCELLED: the label, then the details if any."""
+        label = dict(CANCEL_REASONS)[cleaned["code"]]
+        text = cleaned.get("text", "")
+        if cleaned["code"] == "other":
+            return text
+        return f"{label}: {text}" if text else label
+
+
+class NoteForm(forms.Form):
+    text = forms.CharField(label="Note", strip=True, max_length=2000, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+QUEUE_SORTS = [
+    ("deadline", "Deadline (soonest first)"),
+    ("age", "Age (oldest first)"),
+    ("total", "Total (largest first)"),
+]
+
+
+class QueueFilterForm(forms.Form):
+    """The queue's filters, from the query string; bad values are form errors, never a 500."""
+
+    state = forms.CharField(required=False, max_length=40)
+    q = forms.CharField(required=False, max_length=100, strip=True)
+    min_total = forms.DecimalField(required=False, min_value=0, max_digits=10, decimal_places=2, label="Total from")
+    max_total = forms.DecimalField(required=False, min_value=0, max_digits=10, decimal_places=2, label="to")
+    sort = forms.ChoiceField(required=False, choices=QUEUE_SORTS)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        low, high = cleaned.get("min_total"), cleaned.get("max_total")
+        if low is not None and high is not None and low > high:
+            self.add_error("max_total", "The upper bound is below the lower one.")
+        return cleaned

@@ -20,6 +20,7 @@ APPROVE_ORDER = "orders.approve_order"
 CANCEL_ORDER = "orders.cancel_order"
 CHANGE_ORDER_ADDRESS = "orders.change_order_address"
 CHANGE_APITOKEN = "orders.change_apitoken"  # revoking a token is changing it
+ADD_NOTE = "orders.add_note"  # a reviewer's note on an order (notes are never changed or deleted)
 
 # The permission each human action needs, on every surface.
 ACTION_PERMISSIONS: dict[Action, str] = {
@@ -31,10 +32,13 @@ ACTION_PERMISSIONS: dict[Action, str] = {
 API_PERMISSIONS = sorted({ADD_ORDER, VIEW_ORDER, *ACTION_PERMISSIONS.values()})
 
 REVIEWERS = "Reviewers"
+SUPERVISORS = "Supervisors"
+REVIEW_GROUPS = [REVIEWERS, SUPERVISORS]  # the groups whose members the team view lists
+REASSIGN_ORDER = "orders.reassign_order"  # a supervisor's: take over a claim; also opens the team view
 API_CLIENTS = "API clients"
 REVIEWER_PERMISSIONS = [VIEW_ORDER, *ACTION_PERMISSIONS.values()]
 GROUPS = {
-    REVIEWERS: REVIEWER_PERMISSIONS,
+    REVIEWERS: [*REVIEWER_PERMISSIONS, ADD_NOTE],
     API_CLIENTS: [*REVIEWER_PERMISSIONS, ADD_ORDER],
 }
 

@@ -14,10 +14,12 @@ from django.db import IntegrityError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from lifecycle.states import Action
+from orders import selectors
 from orders.actions import ActionOutcome, Verdict
 from orders.models import ConsoleSubmission
 from orders.permissions import ACTION_PERMISSIONS, VIEW_ORDER
@@ -46,6 +48,27 @@ def outcome_dict(outcome: ActionOutcome) -> dict[str, Any]:
         "detail": outcome.detail,
         "state": outcome.state,
     }
+
+
+DECIDED_WORDS = {
+    "ORDER_APPROVED": "approved",
+    "FIRST_APPROVAL": "given the first approval",
+    "ORDER_CANCELLED": "cancelled",
+    "ORDER_CLAIMED": "claimed",
+}
+
+
+def name_who_decided(outcome: dict[str, Any], me: str) -> dict[str, Any]:
+    """A refusal that says who acted first, when the workflow's words do not name them already."""
+    found = selectors.last_decision(order_id=outcome["order_id"])
+    if found is None:
+        return outcome
+    kind, actor, at = found
+    if not actor or kind not in DECIDED_WORDS or actor in outcome["detail"]:
+        return outcome
+    who = "you" if actor == me else actor
+    when = timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return {**outcome, "detail": f"{outcome['detail']} ({DECIDED_WORDS[kind]} by {who} at {when})"}
 
 
 def unconfirmed(outcome: Any) -> bool:
