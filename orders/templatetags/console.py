@@ -120,7 +120,7 @@ def duration(seconds: float | None) -> str:
     """Seconds in words a person reads at a glance: "42 s", "7 min", "3 h 05 min", "2 d 4 h"."""
     if seconds is None:
         return "—"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"
     minutes = seconds // 60
