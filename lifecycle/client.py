@@ -31,7 +31,13 @@ from lifecycle.workflows import ASK_SHIPPING, OrderWorkflow, shipping_workflow_i
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Client] = weakref.WeakKeyDictionary()
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
-UPDATE_NAMES = {Action.APPROVE: "approve", Action.CANCEL: "cancel", Action.UPDATE_ADDRESS: "change_address"}
+UPDATE_NAMES = {
+    Action.APPROVE: "approve",
+    Action.CANCEL: "cancel",
+    Action.UPDATE_ADDRESS: "change_address",
+    Action.CLAIM: "claim",
+    Action.RELEASE: "release",
+}
 
 
 class TemporalUnavailable(Exception):
@@ -105,6 +111,7 @@ async def send_action(
     address: dict[str, Any] | None = None,
     reason: str = "",
     update_id: str | None = None,
+    may_reassign: bool = False,
 ) -> ActionResult:
     """Ask the order's workflow to apply an action and wait for its verdict.
 
@@ -120,7 +127,7 @@ async def send_action(
     if action is Action.UPDATE_ADDRESS:
         payload = AddressChange(address=address or {}, actor=actor, via=via)
     else:
-        payload = ActorRequest(actor=actor, reason=reason, via=via)
+        payload = ActorRequest(actor=actor, reason=reason, via=via, may_reassign=may_reassign)
     budget = settings.TEMPORAL_UPDATE_TIMEOUT_SECONDS
     try:
         # One deadline for the whole call: an Update can take two RPCs (admission, then result),

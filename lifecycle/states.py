@@ -27,6 +27,9 @@ class Action(StrEnum):
     APPROVE = "approve"
     CANCEL = "cancel"
     UPDATE_ADDRESS = "update_address"
+    # Reviewer teams: take an order's review on (and give it back); see lifecycle.review.
+    CLAIM = "claim"
+    RELEASE = "release"
 
 
 class EventType(StrEnum):
@@ -44,6 +47,10 @@ class EventType(StrEnum):
     DISPATCH_FAILED = "DISPATCH_FAILED"
     ORDER_FAILED = "ORDER_FAILED"
     ORDER_COMPLETED = "ORDER_COMPLETED"
+    ORDER_CLAIMED = "ORDER_CLAIMED"
+    ORDER_RELEASED = "ORDER_RELEASED"
+    FIRST_APPROVAL = "FIRST_APPROVAL"
+    ORDER_ESCALATED = "ORDER_ESCALATED"
 
 
 class PaymentStatus(StrEnum):
@@ -62,6 +69,19 @@ HAPPY_PATH: tuple[State, ...] = (
     State.SHIPPED,
     State.COMPLETED,
 )
+# What a person reads for each state (admin, console); the stored value stays the name above.
+STATE_LABELS: dict[State, str] = {
+    State.ORDER_RECEIVED: "Received",
+    State.ORDER_VALIDATED: "Validated",
+    State.AWAITING_APPROVAL: "Awaiting approval",
+    State.PAYMENT_CHARGED: "Payment charged",
+    State.SHIPPING: "Shipping",
+    State.SHIPPED: "Shipped",
+    State.COMPLETED: "Completed",
+    State.FAILED: "Failed",
+    State.CANCELLED: "Cancelled",
+    State.APPROVAL_TIMEOUT: "Approval timed out",
+}
 END_STATES = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED, State.APPROVAL_TIMEOUT})
 
 _BEFORE_APPROVAL = frozenset({State.ORDER_RECEIVED, State.ORDER_VALIDATED, State.AWAITING_APPROVAL})
@@ -74,6 +94,9 @@ ALLOWED_STATES: dict[Action, frozenset[State]] = {
     # closes them the moment it hands the package to the carrier (dispatch_started below).
     Action.CANCEL: _BEFORE_DISPATCH,
     Action.UPDATE_ADDRESS: _BEFORE_DISPATCH,
+    # A claim is on the review itself: taken and given back while the order awaits approval.
+    Action.CLAIM: frozenset({State.AWAITING_APPROVAL}),
+    Action.RELEASE: frozenset({State.AWAITING_APPROVAL}),
 }
 
 
@@ -87,7 +110,7 @@ def allows(action: Action | str, state: State | str, *, approved: bool = False, 
     state = State(state)
     if state not in ALLOWED_STATES[action]:
         return False
-    if action is Action.APPROVE and approved:
+    if action in (Action.APPROVE, Action.CLAIM, Action.RELEASE) and approved:
         return False
     return not (action in (Action.CANCEL, Action.UPDATE_ADDRESS) and dispatch_started)
 
@@ -102,7 +125,9 @@ def refusal_reason(
     state = State(state)
     if state in END_STATES:
         return f"the order has ended ({state})"
-    if action is Action.APPROVE:
+    if action in (Action.CLAIM, Action.RELEASE) and not approved and state in _BEFORE_APPROVAL:
+        return "the order is not up for review yet"
+    if action in (Action.APPROVE, Action.CLAIM, Action.RELEASE):
         return "the order is already approved"
     if dispatch_started or state not in ALLOWED_STATES[action]:
         return "the carrier has already been dispatched"

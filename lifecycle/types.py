@@ -19,7 +19,14 @@ class Tuning:
 
     activity_timeout_seconds: float = 2.0
     activity_max_attempts: int = 1000
-    approval_timeout_seconds: float = 300.0
+    approval_timeout_seconds: float = 86400.0
+    # Reviewer teams (lifecycle.review): an order whose total is at least `four_eyes_min_total`
+    # (a decimal string; empty: never) needs two approvers; a claim lapses after
+    # `claim_ttl_seconds`; an order still unapproved `escalate_after_seconds` after review began
+    # is escalated (0: never).
+    four_eyes_min_total: str = ""
+    claim_ttl_seconds: float = 900.0
+    escalate_after_seconds: float = 0.0
 
 
 @dataclass
@@ -30,6 +37,8 @@ class OrderInput:
     address: dict[str, Any]
     tuning: Tuning = field(default_factory=Tuning)
     shipping_task_queue: str = "shipping-tq"
+    # The user whose token started the order: never one of a four-eyes order's approvers.
+    started_by: str = ""
 
 
 @dataclass
@@ -39,6 +48,9 @@ class ActorRequest:
     actor: str = CLI_ACTOR
     reason: str = ""
     via: str = CLI_VIA
+    # Checked by the caller (the web side holds the permissions): the actor may take over
+    # another reviewer's claim (orders.reassign_order).
+    may_reassign: bool = False
 
 
 @dataclass

@@ -77,9 +77,12 @@ async def order_act(
     address: dict[str, Any] | None = None,
     reason: str = "",
     idempotency_key: str = "",
+    may_reassign: bool = False,
 ) -> ActionOutcome:
     """Apply one action through the workflow. With an `idempotency_key`, repeating the same request
     (after a 503 or a lost answer) gets the first request's outcome and applies nothing twice.
+    `may_reassign`: the actor holds orders.reassign_order (the caller checks), so a claim by them
+    takes over another reviewer's claim.
     The caller holds no database connection while the workflow decides (orders.db)."""
     # An id no order can have is not looked up at all (PostgreSQL refuses NUL in a query).
     if order_id_problem(order_id):
@@ -93,7 +96,14 @@ async def order_act(
     # needs no database read. The row is read only to explain a refusal or an unknown order.
     try:
         result = await send_action(
-            order_id, action, actor=actor, via=via, address=address, reason=reason, update_id=update_id
+            order_id,
+            action,
+            actor=actor,
+            via=via,
+            address=address,
+            reason=reason,
+            update_id=update_id,
+            may_reassign=may_reassign,
         )
     except ActionRefused as err:
         if err.state:
@@ -119,7 +129,14 @@ async def order_act(
 
 
 async def order_act_many(
-    *, order_ids: list[str], action: Action, actor: str, via: str, idempotency_key: str = "", reason: str = ""
+    *,
+    order_ids: list[str],
+    action: Action,
+    actor: str,
+    via: str,
+    idempotency_key: str = "",
+    reason: str = "",
+    may_reassign: bool = False,
 ) -> list[ActionOutcome]:
     """The same action on several orders, a few at a time; one outcome per order, in order.
     Callers keep to BULK_LIMIT orders. One `idempotency_key` serves them all (an Update id
@@ -129,7 +146,13 @@ async def order_act_many(
     async def one(order_id: str) -> ActionOutcome:
         async with limit:
             return await order_act(
-                order_id=order_id, action=action, actor=actor, via=via, idempotency_key=idempotency_key, reason=reason
+                order_id=order_id,
+                action=action,
+                actor=actor,
+                via=via,
+                idempotency_key=idempotency_key,
+                reason=reason,
+                may_reassign=may_reassign,
             )
 
     return list(await asyncio.gather(*(one(order_id) for order_id in dict.fromkeys(order_ids))))

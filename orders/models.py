@@ -7,13 +7,15 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
-from lifecycle.states import EventType, PaymentStatus, State
+from lifecycle.states import STATE_LABELS, EventType, PaymentStatus, State
 from lifecycle.validation import order_total
 
 
 class Order(models.Model):
     id = models.CharField(max_length=255, primary_key=True)
-    state = models.CharField(max_length=255, choices=[(s.value, s.value) for s in State], default=State.ORDER_RECEIVED)
+    state = models.CharField(
+        max_length=255, choices=[(s.value, STATE_LABELS[s]) for s in State], default=State.ORDER_RECEIVED
+    )
     items_json = models.JSONField()
     address_json = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -24,6 +26,21 @@ class Order(models.Model):
     workflow_run_id = models.CharField(max_length=64, blank=True, default="")
     approval_deadline = models.DateTimeField(null=True, blank=True)
     request_digest = models.CharField(max_length=64, blank=True, default="")
+    # Reviewer teams (docs/decisions/0007-reviewer-teams.md): copies of what the workflow decided,
+    # written by its activities with the event that records each decision.
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    first_approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    first_approved_at = models.DateTimeField(null=True, blank=True)
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    escalated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "orders"
@@ -39,6 +56,7 @@ class Order(models.Model):
             ("approve_order", "Can approve an order awaiting review"),
             ("cancel_order", "Can cancel an order"),
             ("change_order_address", "Can change an order's shipping address"),
+            ("reassign_order", "Can take over another reviewer's claim on an order"),
         ]
 
     def __str__(self) -> str:
@@ -145,6 +163,25 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class Notification(models.Model):
+    """One row per message the app sends about an order (an escalation's email): the unique key
+    makes a retried activity find the message already sent."""
+
+    key = models.CharField(max_length=255, unique=True)
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=32)
+    recipients = models.JSONField(default=list)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "notifications"
+
+    def __str__(self) -> str:
+        return self.key
 
 
 class ConsoleSubmission(models.Model):

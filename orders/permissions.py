@@ -20,6 +20,7 @@ APPROVE_ORDER = "orders.approve_order"
 CANCEL_ORDER = "orders.cancel_order"
 CHANGE_ORDER_ADDRESS = "orders.change_order_address"
 CHANGE_APITOKEN = "orders.change_apitoken"  # revoking a token is changing it
+REASSIGN_ORDER = "orders.reassign_order"  # take over another reviewer's claim
 ADD_NOTE = "orders.add_note"  # a reviewer's note on an order (notes are never changed or deleted)
 
 # The permission each human action needs, on every surface.
@@ -27,18 +28,21 @@ ACTION_PERMISSIONS: dict[Action, str] = {
     Action.APPROVE: APPROVE_ORDER,
     Action.CANCEL: CANCEL_ORDER,
     Action.UPDATE_ADDRESS: CHANGE_ORDER_ADDRESS,
+    # Claiming is part of reviewing: whoever may approve may claim and release.
+    Action.CLAIM: APPROVE_ORDER,
+    Action.RELEASE: APPROVE_ORDER,
 }
 # What a bearer token's user may be asked for: loaded with the token in one query (orders.tokens).
-API_PERMISSIONS = sorted({ADD_ORDER, VIEW_ORDER, *ACTION_PERMISSIONS.values()})
+API_PERMISSIONS = sorted({ADD_ORDER, VIEW_ORDER, REASSIGN_ORDER, *ACTION_PERMISSIONS.values()})
 
 REVIEWERS = "Reviewers"
-SUPERVISORS = "Supervisors"
-REVIEW_GROUPS = [REVIEWERS, SUPERVISORS]  # the groups whose members the team view lists
-REASSIGN_ORDER = "orders.reassign_order"  # a supervisor's: take over a claim; also opens the team view
 API_CLIENTS = "API clients"
-REVIEWER_PERMISSIONS = [VIEW_ORDER, *ACTION_PERMISSIONS.values()]
+SUPERVISORS = "Supervisors"  # also who gets an escalation's email
+REVIEW_GROUPS = [REVIEWERS, SUPERVISORS]  # the groups whose members the console's team view lists
+REVIEWER_PERMISSIONS = sorted({VIEW_ORDER, *ACTION_PERMISSIONS.values()})
 GROUPS = {
     REVIEWERS: [*REVIEWER_PERMISSIONS, ADD_NOTE],
+    SUPERVISORS: [*REVIEWER_PERMISSIONS, ADD_NOTE, REASSIGN_ORDER],
     API_CLIENTS: [*REVIEWER_PERMISSIONS, ADD_ORDER],
 }
 

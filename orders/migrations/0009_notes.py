@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib.auth.management import create_permissions
 from django.db import migrations, models
 
-# Supervisors is created by the reviewer-teams migration; whichever runs second gives it the permission.
+# Supervisors comes from 0008 (the reviewer-teams groundwork); both groups get the permission.
 GROUPS = ["Reviewers", "Supervisors"]
 
 
@@ -29,7 +29,7 @@ def grant_add_note(apps: Any, schema_editor: Any) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("orders", "0006_drop_unused_like_indexes"),
+        ("orders", "0008_supervisors"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
