@@ -73,10 +73,20 @@ QUEUE_SORTS = [
 ]
 
 
+QUEUE_VIEWS = [
+    ("", "Everyone's"),
+    ("mine", "Claimed by me"),
+    ("unclaimed", "Unclaimed"),
+    ("escalated", "Escalated"),
+    ("second", "Waiting for a second approval"),
+]
+
+
 class QueueFilterForm(forms.Form):
     """The queue's filters, from the query string; bad values are form errors, never a 500."""
 
     state = forms.CharField(required=False, max_length=40)
+    view = forms.ChoiceField(required=False, choices=QUEUE_VIEWS, label="Show")
     q = forms.CharField(required=False, max_length=100, strip=True)
     min_total = forms.DecimalField(required=False, min_value=0, max_digits=10, decimal_places=2, label="Total from")
     max_total = forms.DecimalField(required=False, min_value=0, max_digits=10, decimal_places=2, label="to")

@@ -8,9 +8,9 @@ from typing import Any
 
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
-from lifecycle.states import END_STATES, State, allowed_actions
+from lifecycle.states import END_STATES, EventType, State, allowed_actions
 from lifecycle.validation import order_id_problem
 from orders.models import Event, Note, Order, Payment
 
@@ -66,7 +66,24 @@ def order_status(*, order_id: str) -> dict[str, Any] | None:
 
 
 # --- the review console ----------------------------------------------------------------------
-QUEUE_FIELDS = ("id", "state", "items_json", "address_json", "total", "created_at", "updated_at", "approval_deadline")
+QUEUE_FIELDS = (
+    "id",
+    "state",
+    "items_json",
+    "address_json",
+    "total",
+    "created_at",
+    "updated_at",
+    "approval_deadline",
+    "claimed_at",
+    "first_approved_at",
+    "approvals_required",
+    "escalated_at",
+    "claimed_by__username",
+    "first_approver__username",
+)
+# The queue's narrower views (besides the state tabs): who holds the claim, escalation, four-eyes.
+QUEUE_VIEWS = ("mine", "unclaimed", "escalated", "second")
 OPEN_STATES = tuple(state.value for state in State if state not in END_STATES)
 ENDED_STATES = tuple(state.value for state in State if state in END_STATES)
 # Ended orders only accumulate, so lists of them are counted up to this many rows and no further:
@@ -155,10 +172,23 @@ def review_queue(
     min_total: Any = None,
     max_total: Any = None,
     sort: str = "",
+    view: str = "",
+    user_id: int | None = None,
 ) -> QuerySet[Order]:
-    """Orders for the console's list. Waiting ones by deadline (soonest first) unless sorted by age
-    (oldest first) or total (largest first); others most recent first."""
-    orders = Order.objects.only(*QUEUE_FIELDS)
+    """Orders for the console's list, with who holds each claim and gave each first approval (one
+    query with its joins). Waiting ones escalated first, then by deadline (soonest first) unless
+    sorted by age (oldest first) or total (largest first); others most recent first. `view`
+    narrows to the orders claimed by `user_id` ("mine"), claimed by nobody, escalated, or waiting
+    for a second approval."""
+    orders = Order.objects.select_related("claimed_by", "first_approver").only(*QUEUE_FIELDS)
+    if view == "mine":
+        orders = orders.filter(claimed_by_id=user_id)
+    elif view == "unclaimed":
+        orders = orders.filter(claimed_by__isnull=True)
+    elif view == "escalated":
+        orders = orders.filter(escalated_at__isnull=False)
+    elif view == "second":
+        orders = orders.filter(approvals_required__gte=2, first_approver__isnull=False)
     if state:
         orders = orders.filter(state=state)
     if query:
@@ -167,12 +197,15 @@ def review_queue(
         orders = orders.filter(total__gte=min_total)
     if max_total is not None:
         orders = orders.filter(total__lte=max_total)
+    if state == State.AWAITING_APPROVAL:
+        escalated_first = F("escalated_at").asc(nulls_last=True)
+        if sort == "total":
+            return orders.order_by(escalated_first, "-total", "created_at", "id")
+        if sort == "age":
+            return orders.order_by(escalated_first, "created_at", "id")
+        return orders.order_by(escalated_first, F("approval_deadline").asc(nulls_last=True), "created_at", "id")
     if sort == "total":
         return orders.order_by("-total", "created_at", "id")
-    if state == State.AWAITING_APPROVAL:
-        if sort == "age":
-            return orders.order_by("created_at", "id")
-        return orders.order_by(F("approval_deadline").asc(nulls_last=True), "created_at", "id")
     if sort == "age":
         return orders.order_by("created_at", "id")
     return orders.order_by("-created_at", "-id")
@@ -199,7 +232,9 @@ class Timeline:
 def order_page(*, order_id: str, all_events: bool = False) -> tuple[Order, Payment | None, Timeline] | None:
     """An order with its payment and its timeline: the latest TIMELINE_LATEST events unless
     `all_events` (4 queries whatever the number of events)."""
-    order = order_get(order_id=order_id)
+    if order_id_problem(order_id):
+        return None
+    order = Order.objects.select_related("claimed_by", "first_approver").filter(id=order_id).first()
     if order is None:
         return None
     payment = order.payments.order_by("created_at").first()
@@ -242,11 +277,11 @@ def last_decision(*, order_id: str) -> tuple[str, str, Any] | None:
     """The latest event that decided or held the order, as (type, actor, time); for a refusal that
     names who acted first (1 query)."""
     deciding = [
-        "ORDER_APPROVED",
-        "ORDER_CANCELLED",
-        "FIRST_APPROVAL",
-        "ORDER_CLAIMED",
-        "APPROVAL_TIMEOUT",
+        EventType.ORDER_APPROVED,
+        EventType.ORDER_CANCELLED,
+        EventType.FIRST_APPROVAL,
+        EventType.ORDER_CLAIMED,
+        EventType.APPROVAL_TIMEOUT,
     ]
     row = (
         Event.objects.filter(order_id=order_id, type__in=deciding)
@@ -261,16 +296,18 @@ def last_decision(*, order_id: str) -> tuple[str, str, Any] | None:
     return kind, str(actor or ""), at
 
 
-def next_waiting(*, after: str) -> str | None:
-    """The id of the oldest order awaiting approval other than `after` (1 query)."""
-    waiting = Order.objects.filter(state=State.AWAITING_APPROVAL).exclude(id=after).order_by("created_at", "id")
-    return waiting.values_list("id", flat=True).first()
+def next_waiting(*, after: str, user_id: int | None) -> str | None:
+    """The next order for this reviewer after `after`: the first the queue lists of those awaiting
+    approval that nobody else holds a claim on (1 query)."""
+    waiting = review_queue(state=State.AWAITING_APPROVAL).exclude(id=after)
+    free = waiting.filter(Q(claimed_by__isnull=True) | Q(claimed_by_id=user_id))
+    return free.values_list("id", flat=True).first()
 
 
 # --- who did what -----------------------------------------------------------------------------
 # A decision is an event a person's action recorded that moved the order towards its end.
-DECISION_TYPES = ("ORDER_APPROVED", "FIRST_APPROVAL", "ORDER_CANCELLED")
-PERSON_ACTION_TYPES = (*DECISION_TYPES, "ADDRESS_UPDATED", "ORDER_CLAIMED", "ORDER_RELEASED")
+DECISION_TYPES = (EventType.ORDER_APPROVED, EventType.FIRST_APPROVAL, EventType.ORDER_CANCELLED)
+PERSON_ACTION_TYPES = (*DECISION_TYPES, EventType.ADDRESS_UPDATED, EventType.ORDER_CLAIMED, EventType.ORDER_RELEASED)
 ACTIONS_SHOWN = 100
 
 

@@ -29,6 +29,8 @@ UNCONFIRMED_WORDS = {
     Action.APPROVE: ("the approval of", "Approve"),
     Action.CANCEL: ("the cancellation of", "Yes, cancel the order"),
     Action.UPDATE_ADDRESS: ("the address change of", "Save address"),
+    Action.CLAIM: ("the claim of", "Claim"),
+    Action.RELEASE: ("the release of", "Release"),
 }
 
 console_view = permission_required(VIEW_ORDER, raise_exception=True)
@@ -132,8 +134,17 @@ def report(request: HttpRequest, outcome: dict[str, Any] | None) -> None:
             request, "This form was already submitted; its result is not known yet. Reload to see the order."
         )
     elif outcome["applied"]:
-        done = {"approve": "Approved", "cancel": "Cancellation accepted", "update_address": "Address updated"}
-        messages.success(request, f"{done[outcome['action']]}: {outcome['order_id']}.")
+        done = {
+            "approve": "Approved",
+            "cancel": "Cancellation accepted",
+            "update_address": "Address updated",
+            "claim": "Claimed",
+            "release": "Released",
+        }
+        if outcome["action"] == "approve" and outcome["detail"].startswith("first of two"):
+            messages.success(request, f"First of two approvals given: {outcome['order_id']} needs a second reviewer.")
+        else:
+            messages.success(request, f"{done[outcome['action']]}: {outcome['order_id']}.")
     elif unconfirmed(outcome):
         asked, button = UNCONFIRMED_WORDS[Action(outcome["action"])]
         messages.warning(

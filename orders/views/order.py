@@ -18,7 +18,7 @@ from lifecycle.states import END_STATES, Action, EventType, allows
 from orders import selectors, services
 from orders.actions import order_act_sync
 from orders.forms import AddressForm, CancelForm, NoteForm
-from orders.permissions import ACTION_PERMISSIONS, ADD_NOTE
+from orders.permissions import ACTION_PERMISSIONS, ADD_NOTE, REASSIGN_ORDER
 from orders.views.common import (
     console_view,
     name_who_decided,
@@ -26,11 +26,18 @@ from orders.views.common import (
     report,
     require,
     run_once,
+    safe_next,
     unconfirmed,
     usable_nonce,
 )
 
-ORDER_FORMS = {"approve": Action.APPROVE, "cancel": Action.CANCEL, "address": Action.UPDATE_ADDRESS}
+ORDER_FORMS = {
+    "approve": Action.APPROVE,
+    "cancel": Action.CANCEL,
+    "address": Action.UPDATE_ADDRESS,
+    "claim": Action.CLAIM,
+    "release": Action.RELEASE,
+}
 SHIPPING_STEPS = [
     (EventType.PAYMENT_CHARGED, "Payment charged"),
     (EventType.PACKAGE_PREPARED, "Package prepared"),
@@ -63,6 +70,7 @@ def _order_context(request: HttpRequest, order_id: str) -> dict[str, Any]:
         "entries": selectors.timeline_entries(events=timeline.events, notes=notes, partial=timeline.partial),
         "timeline": timeline,
         "can_note": request.user.has_perm(ADD_NOTE),
+        "can_reassign": request.user.has_perm(REASSIGN_ORDER),
         "window_seconds": settings.APPROVAL_TIMEOUT_SECONDS,
         "note_form": NoteForm(),
         "cancel_form": CancelForm(),
@@ -115,7 +123,10 @@ def order_action(request: HttpRequest, order_id: str, action: str) -> HttpRespon
             context["open_address"] = True
             return render(request, "review/order.html", context, status=400)
         kwargs["address"] = {**order.address_json, **AddressForm.address(form.cleaned_data)}
-    nonce = request.POST.get("nonce", "")
+    if chosen in (Action.CLAIM, Action.RELEASE):
+        kwargs["may_reassign"] = request.user.has_perm(REASSIGN_ORDER)
+    # A queue row's button sends the bulk form with a nonce of its own.
+    nonce = request.POST.get("row_nonce") or request.POST.get("nonce", "")
     outcome = run_once(
         request,
         nonce,
@@ -140,11 +151,11 @@ def order_action(request: HttpRequest, order_id: str, action: str) -> HttpRespon
         outcome = name_who_decided(outcome, request.user.get_username())
     report(request, outcome)
     if chosen is Action.APPROVE and request.POST.get("then") == "next" and outcome and outcome["applied"]:
-        following = selectors.next_waiting(after=order_id)
+        following = selectors.next_waiting(after=order_id, user_id=request.user.pk)
         if following is not None:
             return HttpResponseRedirect(reverse("review:order", args=[following]))
         return HttpResponseRedirect(reverse("review:queue"))
-    return HttpResponseRedirect(reverse("review:order", args=[order_id]))
+    return HttpResponseRedirect(safe_next(request, reverse("review:order", args=[order_id])))
 
 
 @require_POST

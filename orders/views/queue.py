@@ -18,13 +18,13 @@ from lifecycle.validation import order_id_problem
 from orders import selectors
 from orders.actions import BULK_LIMIT, Verdict, order_act_many_sync
 from orders.forms import CancelForm, QueueFilterForm
-from orders.permissions import ACTION_PERMISSIONS
+from orders.permissions import ACTION_PERMISSIONS, REASSIGN_ORDER
 from orders.views.common import console_view, name_who_decided, outcome_dict, require, run_once, safe_next, unconfirmed
 
 BULK_ACTIONS = {"approve": Action.APPROVE, "cancel": Action.CANCEL}
 
 
-def queue_filters(params: Any) -> tuple[dict[str, Any], str, QueueFilterForm]:
+def queue_filters(params: Any, user: Any) -> tuple[dict[str, Any], str, QueueFilterForm]:
     """The queue's filters from a query string (or a bulk form's copy of it): what
     `selectors.review_queue` takes, the state tab ("all" included), and the form with any errors."""
     form = QueueFilterForm(params)
@@ -40,6 +40,8 @@ def queue_filters(params: Any) -> tuple[dict[str, Any], str, QueueFilterForm]:
         "min_total": cleaned.get("min_total"),
         "max_total": cleaned.get("max_total"),
         "sort": cleaned.get("sort") or "",
+        "view": cleaned.get("view") or "",
+        "user_id": user.pk,
     }
     return filters, state_param, form
 
@@ -47,11 +49,11 @@ def queue_filters(params: Any) -> tuple[dict[str, Any], str, QueueFilterForm]:
 @login_required
 @console_view
 def queue(request: HttpRequest) -> HttpResponse:
-    filters, state_param, form = queue_filters(request.GET)
+    filters, state_param, form = queue_filters(request.GET, request.user)
     state = filters["state"]
     counts = selectors.state_counts()
     # Without a search a tab's count is the list's count too, so the list needs no COUNT of its own.
-    narrowed = any(filters[name] not in (None, "") for name in ("query", "min_total", "max_total"))
+    narrowed = any(filters[name] not in (None, "") for name in ("query", "min_total", "max_total", "view"))
     known = None if narrowed else (counts[state] if state else selectors.total_of(counts))
     paginator = selectors.CappedPaginator(selectors.review_queue(**filters), settings.REVIEW_PAGE_SIZE, known=known)
     page = paginator.get_page(request.GET.get("page"))
@@ -69,6 +71,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         "error": " ".join(" ".join(errors) for errors in form.errors.values()),
         "can_approve": request.user.has_perm(ACTION_PERMISSIONS[Action.APPROVE]),
         "can_cancel": request.user.has_perm(ACTION_PERMISSIONS[Action.CANCEL]),
+        "can_reassign": request.user.has_perm(REASSIGN_ORDER),
         "results": request.session.pop("bulk_results", None),
         "nonce": uuid.uuid4().hex,
         "awaiting": state == State.AWAITING_APPROVAL,
@@ -103,7 +106,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
     require(request, action)
     if request.POST.get("all_matching"):
         # "Select all N matching": the orders the queue's filters list, up to BULK_LIMIT.
-        filters, _, form = queue_filters(QueryDict(request.POST.get("filters", "")))
+        filters, _, form = queue_filters(QueryDict(request.POST.get("filters", "")), request.user)
         if form.errors:
             messages.error(request, "The queue's filters changed; select the orders again.")
             return redirect(safe_next(request, reverse("review:queue")))

@@ -5,6 +5,8 @@
 
   const body = document.body;
   const live = body.dataset.live;
+  const meEl = document.querySelector(".topbar .username");
+  const me = meEl ? meEl.textContent.trim() : "";
   const statusEl = document.getElementById("live-status");
   const announcer = document.getElementById("announcer");
   function announce(text) {
@@ -177,6 +179,14 @@
     };
     socket.onmessage = function (event) {
       const change = JSON.parse(event.data);
+      if (live === "queue" && "claimed_by" in change) {
+        // Say who holds the claim at once; the refresh below brings the row's buttons.
+        const row = document.querySelector('tr[data-order-id="' + CSS.escape(change.order_id) + '"]');
+        const holder = row && row.querySelector(".claim-holder");
+        if (holder && change.state === "AWAITING_APPROVAL") {
+          holder.textContent = change.claimed_by ? (change.claimed_by === me ? "Claimed by you" : "Claimed by " + change.claimed_by) : "Unclaimed";
+        }
+      }
       if (live === "queue" || (live === "order" && change.order_id === body.dataset.orderId)) scheduleRefresh();
     };
     socket.onclose = function () {
