@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -77,7 +78,13 @@ def _log_failure(name: str, arg: Any, err: Exception) -> None:
     )
 
 
-def _transition(step: StepInput, event_type: EventType, state: State | None, **payload: Any) -> None:
+def _transition(
+    step: StepInput,
+    event_type: EventType,
+    state: State | None,
+    order_fields: dict[str, Any] | None = None,
+    **payload: Any,
+) -> None:
     providers.network()
     body = {**step.payload, **payload}
     if step.actor:
@@ -86,7 +93,12 @@ def _transition(step: StepInput, event_type: EventType, state: State | None, **p
     if step.reason:
         body["reason"] = step.reason
     services.record_transition(
-        order_id=step.order_id, event_id=step.event_id, event_type=event_type, payload=body, state=state
+        order_id=step.order_id,
+        event_id=step.event_id,
+        event_type=event_type,
+        payload=body,
+        state=state,
+        order_fields=order_fields,
     )
 
 
@@ -121,6 +133,7 @@ def order_validated(step: StepInput) -> None:
         state=State.AWAITING_APPROVAL,
         from_states=(State.ORDER_RECEIVED, State.ORDER_VALIDATED),
         approval_deadline=datetime.fromisoformat(step.payload["approval_deadline"]),
+        approvals_required=step.payload.get("approvals_required", 1),
     )
 
 
@@ -128,6 +141,49 @@ def order_validated(step: StepInput) -> None:
 @with_db
 def order_approved(step: StepInput) -> None:
     _transition(step, EventType.ORDER_APPROVED, None)
+
+
+# --- the team's review (lifecycle.review): each event keeps the order's review columns current --
+def _at() -> datetime:
+    """The moment of the review event, for the order's columns (the event has its own timestamp)."""
+    return timezone.now()
+
+
+@activity.defn
+@with_db
+def order_claimed(step: StepInput) -> None:
+    claimant = services.user_id_for(username=step.actor)
+    _transition(step, EventType.ORDER_CLAIMED, None, {"claimed_by": claimant, "claimed_at": _at()})
+
+
+@activity.defn
+@with_db
+def order_released(step: StepInput) -> None:
+    _transition(step, EventType.ORDER_RELEASED, None, {"claimed_by": None, "claimed_at": None})
+
+
+@activity.defn
+@with_db
+def first_approval(step: StepInput) -> None:
+    fields: dict[str, Any] = {"first_approver": services.user_id_for(username=step.actor), "first_approved_at": _at()}
+    if step.payload.get("released_claim"):
+        fields |= {"claimed_by": None, "claimed_at": None}
+    _transition(step, EventType.FIRST_APPROVAL, None, fields)
+
+
+@activity.defn
+@with_db
+def order_escalated(step: StepInput) -> None:
+    _transition(step, EventType.ORDER_ESCALATED, None, {"escalated_at": _at()})
+
+
+@activity.defn
+@with_db
+def escalation_notified(step: StepInput) -> None:
+    """Email the Supervisors about an escalated order, once per escalation (keyed by its event id)."""
+    from orders import notifications
+
+    notifications.escalation_notify(order_id=step.order_id, key=step.event_id)
 
 
 @activity.defn
@@ -214,6 +270,11 @@ ORDER_ACTIVITIES = [
     order_received,
     order_validated,
     order_approved,
+    order_claimed,
+    order_released,
+    first_approval,
+    order_escalated,
+    escalation_notified,
     approval_timed_out,
     payment_charged,
     payment_refunded,

@@ -75,6 +75,9 @@ def tuning_from_settings() -> Tuning:
         activity_timeout_seconds=settings.ACTIVITY_TIMEOUT_SECONDS,
         activity_max_attempts=settings.ACTIVITY_MAX_ATTEMPTS,
         approval_timeout_seconds=settings.APPROVAL_TIMEOUT_SECONDS,
+        four_eyes_min_total=settings.FOUR_EYES_MIN_TOTAL,
+        claim_ttl_seconds=settings.CLAIM_TTL_SECONDS,
+        escalate_after_seconds=settings.ESCALATE_AFTER_SECONDS,
     )
 
 

@@ -151,3 +151,8 @@ class StatusView:
     allowed_actions: list[str] = field(default_factory=list)
     # What the workflow's steps have written so far; `state` is ahead of it while a step runs.
     recorded_state: str = ""
+    # The team's review (lifecycle.review): who holds the claim, the approvals given (actor, at).
+    claimed_by: str = ""
+    approvals: list[dict[str, str]] = field(default_factory=list)
+    approvals_required: int = 1
+    escalated: bool = False

@@ -39,6 +39,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from lifecycle.review import NEEDS_SECOND_REVIEWER, Review, approvals_required
     from lifecycle.states import Action, EventType, PaymentStatus, State, refusal_message, refusal_reason
     from lifecycle.types import (
         ActionResult,
@@ -55,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
         StepInput,
         Tuning,
     )
-    from lifecycle.validation import address_problems
+    from lifecycle.validation import address_problems, order_total
 
 # Error types an activity raises for a permanent business failure: retrying cannot help.
 ORDER_REJECTED = "OrderRejected"
@@ -150,6 +151,45 @@ class AddressBook:
                 )
                 await activity_step("update_order_address", update, self.tuning)
                 self.address = dict(change.address)
+        finally:
+            self.running -= 1
+
+    def settled(self) -> bool:
+        return self.running == 0
+
+
+class ReviewLog:
+    """The review's own events (claims, releases, the first approval, the escalation), written
+    one at a time in the order the workflow decided them, so the order's claim columns end as the
+    workflow left them. `running` counts the events decided and not yet written."""
+
+    def __init__(self, order_id: str, tuning: Tuning) -> None:
+        self.order_id = order_id
+        self.tuning = tuning
+        self.claims = 0  # ORDER_CLAIMED and ORDER_RELEASED events so far: their ids' sequence
+        self.running = 0
+        self._lock = asyncio.Lock()
+
+    async def record(
+        self, name: str, event_type: EventType, request: ActorRequest | None = None, **payload: Any
+    ) -> None:
+        # Numbered before the first await: the ids follow the order of the decisions.
+        sequence = None
+        if event_type in (EventType.ORDER_CLAIMED, EventType.ORDER_RELEASED):
+            self.claims += 1
+            sequence = self.claims
+        step = StepInput(
+            order_id=self.order_id,
+            event_id=event_id(self.order_id, event_type, sequence),
+            actor=request.actor if request else "",
+            reason=request.reason if request else "",
+            via=request.via if request else "",
+            payload=payload,
+        )
+        self.running += 1
+        try:
+            async with self._lock:
+                await activity_step(name, step, self.tuning)
         finally:
             self.running -= 1
 
@@ -254,6 +294,14 @@ class OrderWorkflow(DecidesUntilDispatch):
         # decides cancel and address changes; `_shipping` is its handle once it has started.
         self._child_decides = False
         self._shipping: workflow.ChildWorkflowHandle[Any, ShippingResult] | None = None
+        tuning = order.tuning
+        self._review = Review(
+            approvals_required=approvals_required(order_total(order.items), tuning.four_eyes_min_total),
+            started_by=order.started_by,
+            claim_ttl=timedelta(seconds=tuning.claim_ttl_seconds),
+            escalate_after=timedelta(seconds=tuning.escalate_after_seconds) if tuning.escalate_after_seconds else None,
+        )
+        self._review_log = ReviewLog(order.order_id, tuning)
 
     # --- the lifecycle: one comment per arrow of the README's state diagram --------------------
     @workflow.run
@@ -265,7 +313,7 @@ class OrderWorkflow(DecidesUntilDispatch):
         if not await self._validate():
             return await self._end()  # ORDER_RECEIVED --> FAILED
         # ORDER_RECEIVED --> ORDER_VALIDATED --> AWAITING_APPROVAL: one local step.
-        if not await self._review():
+        if not await self._await_review():  # claims, a first approval, escalation: lifecycle.review
             return await self._end()  # AWAITING_APPROVAL --> APPROVAL_TIMEOUT
         if self._cancel is not None:
             return await self._cancelled()  # AWAITING_APPROVAL --> CANCELLED
@@ -284,7 +332,10 @@ class OrderWorkflow(DecidesUntilDispatch):
         deadline, in one attempt. False: the order was rejected (ORDER_FAILED)."""
         timeout = timedelta(seconds=self._order.tuning.approval_timeout_seconds)
         deadline = (workflow.now() + timeout).isoformat()
-        validated = self._step(EventType.ORDER_VALIDATED, payload={"approval_deadline": deadline})
+        payload: dict[str, Any] = {"approval_deadline": deadline}
+        if self._review.four_eyes:
+            payload["approvals_required"] = self._review.approvals_required
+        validated = self._step(EventType.ORDER_VALIDATED, payload=payload)
         try:
             await local_step("order_validated", validated, self._order.tuning)
         except STEP_ERRORS as err:
@@ -294,32 +345,62 @@ class OrderWorkflow(DecidesUntilDispatch):
             await self._fail(EventType.ORDER_FAILED, rejected.message)
             return False
         self._approval_deadline = deadline
+        self._review.began = workflow.now()
         self._state = self._recorded = State.AWAITING_APPROVAL
         return True
 
-    async def _review(self) -> bool:
-        """Wait for an approval or a cancellation until the deadline. False: the deadline passed."""
+    def _decided(self) -> bool:
+        return self._approval is not None or self._cancel is not None
+
+    async def _await_review(self) -> bool:
+        """Wait for the approval (or both of a four-eyes order's) or a cancellation until the
+        deadline. On the way a lapsed claim is released and an overdue order escalated; one timer
+        at a time runs, to the nearest of those moments (lifecycle.review). False: the deadline
+        passed."""
         assert self._approval_deadline is not None
-        left = datetime.fromisoformat(self._approval_deadline) - workflow.now()
-
-        def decided() -> bool:
-            return self._approval is not None or self._cancel is not None
-
-        try:
-            # An approval sent before review is already here: no wait, and no timer.
-            if not decided():
-                await workflow.wait_condition(decided, timeout=max(left, timedelta(0)))
-        except TimeoutError:
-            timed_out = self._step(EventType.APPROVAL_TIMEOUT, payload={"approval_deadline": self._approval_deadline})
-            await self._record_end(State.APPROVAL_TIMEOUT, "approval_timed_out", timed_out)
-            return False
+        deadline = datetime.fromisoformat(self._approval_deadline)
+        review = self._review
+        now = workflow.now()
+        # An approval sent before review is already here: no wait, and no timer.
+        while not self._decided():
+            if now >= deadline:
+                timed_out = self._step(
+                    EventType.APPROVAL_TIMEOUT, payload={"approval_deadline": self._approval_deadline}
+                )
+                await self._record_end(State.APPROVAL_TIMEOUT, "approval_timed_out", timed_out)
+                return False
+            if review.claim_lapsed(now):
+                claimant = ActorRequest(actor=review.release(), reason="expired", via="timer")
+                await self._review_log.record("order_released", EventType.ORDER_RELEASED, claimant)
+            elif review.escalation_due(now):
+                await self._escalate()
+            else:
+                wake, version = review.next_wake(deadline), review.version
+                try:
+                    await workflow.wait_condition(
+                        lambda seen=version: self._decided() or review.version != seen, timeout=wake - now
+                    )
+                except TimeoutError:
+                    now = max(workflow.now(), wake)  # what the timer was set for is due now
+                    continue
+            now = workflow.now()
         return True
+
+    async def _escalate(self) -> None:
+        """ORDER_ESCALATED once, then the supervisors' email (itself sent once per escalation)."""
+        self._review.escalated = True
+        payload = {"approval_deadline": self._approval_deadline, "claimed_by": self._review.claimant}
+        await self._review_log.record("order_escalated", EventType.ORDER_ESCALATED, **payload)
+        notice = self._step(EventType.ORDER_ESCALATED, payload=payload)
+        await activity_step("escalation_notified", notice, self._order.tuning)
 
     async def _charge(self) -> None:
         """`payment_charged` first records the approval (ORDER_APPROVED), then charges once."""
         assert self._approval is not None
         order = self._order
-        approval = self._step(EventType.ORDER_APPROVED, actor=self._approval.actor, via=self._approval.via)
+        approval = self._approved_step()
+        if not self._review_log.settled():  # a claim's event is written before the approval's
+            await workflow.wait_condition(self._review_log.settled)
         payment = PaymentInput(
             order.order_id, order.payment_id, event_id(order.order_id, EventType.PAYMENT_CHARGED), approval=approval
         )
@@ -383,8 +464,7 @@ class OrderWorkflow(DecidesUntilDispatch):
         assert cancel is not None
         if self._approval is not None and self._payment_status is None:
             # Approved, then cancelled before the charge: the approval stays on record.
-            approval = self._step(EventType.ORDER_APPROVED, actor=self._approval.actor, via=self._approval.via)
-            await activity_step("order_approved", approval, self._order.tuning)
+            await activity_step("order_approved", self._approved_step(), self._order.tuning)
         await self._refund()
         cancelled = self._step(EventType.ORDER_CANCELLED, actor=cancel.actor, reason=cancel.reason, via=cancel.via)
         await self._record_end(State.CANCELLED, "order_cancelled", cancelled)
@@ -406,13 +486,24 @@ class OrderWorkflow(DecidesUntilDispatch):
         """End the order: from now on every action is refused (the state changes first); address
         changes accepted before are written first, so nothing is recorded after the end."""
         self._state = state
-        await workflow.wait_condition(self._addresses.settled)
+        await workflow.wait_condition(lambda: self._addresses.settled() and self._review_log.settled())
         await activity_step(name, step, self._order.tuning)
         self._recorded = state
 
     async def _end(self) -> str:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state.value
+
+    def _approved_step(self) -> StepInput:
+        """ORDER_APPROVED with its actor, and the first approver of a four-eyes order."""
+        assert self._approval is not None
+        first = self._review.first_approver
+        return self._step(
+            EventType.ORDER_APPROVED,
+            actor=self._approval.actor,
+            via=self._approval.via,
+            payload={"first_approver": first} if first else None,
+        )
 
     def _step(
         self,
@@ -435,12 +526,15 @@ class OrderWorkflow(DecidesUntilDispatch):
 
     # --- what an action is answered ------------------------------------------------------------
     def _refusal(self, action: Action) -> str:
-        return refusal_reason(
+        reason = refusal_reason(
             action, self._state, approved=self._approval is not None, dispatch_started=self._dispatch_started
         ) or ("a cancellation is already under way" if self._cancel is not None else "")
+        if not reason and action is Action.RELEASE and not self._review.claimant:
+            return "the order is not claimed"
+        return reason
 
     def _check(self, action: Action) -> None:
-        if self._child_decides and action is not Action.APPROVE:
+        if self._child_decides and action in (Action.CANCEL, Action.UPDATE_ADDRESS):
             raise ApplicationError(
                 f"the shipping workflow {shipping_workflow_id(self._order.order_id)} decides this action",
                 self._state.value,
@@ -470,19 +564,72 @@ class OrderWorkflow(DecidesUntilDispatch):
         return self._order.order_id
 
     # --- approve, as an Update and as the seed's signal (cancel and address changes: the base) ---
+    def _check_review(self, action: Action, request: ActorRequest) -> None:
+        """The team's rules (lifecycle.review) after the state's: claims, four-eyes, the starter."""
+        self._check(action)
+        review = self._review
+        if action is Action.APPROVE:
+            reason = review.approval_refusal(request.actor)
+        elif action is Action.CLAIM:
+            reason = review.claim_refusal(request.actor, may_reassign=request.may_reassign)
+        else:
+            reason = review.release_refusal(request.actor, may_reassign=request.may_reassign)
+        if reason:
+            raise action_error(action, reason, self._state)
+
+    async def _approve(self, request: ActorRequest) -> ActionResult:
+        """Count the approval; the last one needed lets the order go on to payment, a first one
+        of two is recorded (FIRST_APPROVAL) and the order waits for a second reviewer."""
+        held_claim = self._review.claimant == request.actor
+        if self._review.approve(request.actor, workflow.now()):
+            self._approval = request
+            return ActionResult(True, self._state.value, "approved")
+        # The first approver's claim ends with their approval (the FIRST_APPROVAL event says so).
+        extra = {"released_claim": True} if held_claim else {}
+        await self._review_log.record("first_approval", EventType.FIRST_APPROVAL, request, **extra)
+        return ActionResult(True, self._state.value, f"first of two approvals; the order {NEEDS_SECOND_REVIEWER}")
+
     @workflow.update(name="approve")
-    def approve(self, request: ActorRequest) -> ActionResult:
-        self._approval = request
-        return ActionResult(True, self._state.value, "approved")
+    async def approve(self, request: ActorRequest) -> ActionResult:
+        return await self._approve(request)
 
     @approve.validator
     def _validate_approve(self, request: ActorRequest) -> None:
-        self._check(Action.APPROVE)
+        self._check_review(Action.APPROVE, request)
 
     @workflow.signal(name="approve_order")
-    def approve_order(self, request: ActorRequest | None = None) -> None:
-        if not self._ignored(Action.APPROVE):
-            self._approval = request or ActorRequest()
+    async def approve_order(self, request: ActorRequest | None = None) -> None:
+        request = request or ActorRequest()
+        reason = self._refusal(Action.APPROVE) or self._review.approval_refusal(request.actor)
+        if reason:
+            workflow.logger.warning("Ignoring approve signal for %s: %s", self._order.order_id, reason)
+            return
+        await self._approve(request)
+
+    # --- claims: Updates only (a claim needs its answer) ---------------------------------------
+    @workflow.update(name="claim")
+    async def claim(self, request: ActorRequest) -> ActionResult:
+        previous = self._review.claim(request.actor, workflow.now())
+        if previous:  # a supervisor's takeover: the claim is first taken from its holder
+            taken = ActorRequest(actor=previous, reason=f"taken over by {request.actor}", via=request.via)
+            await self._review_log.record("order_released", EventType.ORDER_RELEASED, taken, by=request.actor)
+        await self._review_log.record("order_claimed", EventType.ORDER_CLAIMED, request)
+        return ActionResult(True, self._state.value, f"claimed by {request.actor}")
+
+    @claim.validator
+    def _validate_claim(self, request: ActorRequest) -> None:
+        self._check_review(Action.CLAIM, request)
+
+    @workflow.update(name="release")
+    async def release(self, request: ActorRequest) -> ActionResult:
+        previous = self._review.release()
+        extra = {"claimed_by": previous} if previous != request.actor else {}
+        await self._review_log.record("order_released", EventType.ORDER_RELEASED, request, **extra)
+        return ActionResult(True, self._state.value, "released")
+
+    @release.validator
+    def _validate_release(self, request: ActorRequest) -> None:
+        self._check_review(Action.RELEASE, request)
 
     # --- from the shipping child (the seed's "signals parent on dispatch failure") --------------
     @workflow.signal(name="dispatch_failed")
@@ -504,6 +651,10 @@ class OrderWorkflow(DecidesUntilDispatch):
             payment_status=self._payment_status,
             failure_reason=self._failure_reason,
             allowed_actions=[a.value for a in Action if not self._refusal(a)],
+            claimed_by=self._review.claimant,
+            approvals=[{"actor": a.actor, "at": a.at} for a in self._review.approvals],
+            approvals_required=self._review.approvals_required,
+            escalated=self._review.escalated,
         )
 
 

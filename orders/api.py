@@ -5,6 +5,7 @@ Every error answers JSON with a human-readable `detail`; a refused request write
 
 from __future__ import annotations
 
+import json
 import logging
 from decimal import Decimal
 from typing import Any
@@ -24,13 +25,14 @@ from orders import selectors, services
 from orders.actions import Verdict, idempotency_key_problem, order_act
 from orders.db import run_then_release
 from orders.health import health_report
-from orders.permissions import ACTION_PERMISSIONS, ADD_ORDER, API_PERMISSIONS, VIEW_ORDER
+from orders.permissions import ACTION_PERMISSIONS, ADD_ORDER, API_PERMISSIONS, REASSIGN_ORDER, VIEW_ORDER
 from orders.tokens import token_authenticate
 from orders.workflow_start import order_workflow_start
 
 logger = logging.getLogger(__name__)
 
 MAX_TOTAL = Decimal("99999999.99")
+REASON_MAX = 500  # characters of a cancellation's reason
 
 
 class TokenAuth(HttpBearer):
@@ -100,6 +102,17 @@ class AddressIn(Schema):
     address: dict[str, Any]
 
 
+class CancelIn(Schema):
+    """The optional body of a cancellation (documentation: the body is read by `_cancel_reason`)."""
+
+    reason: str = Field("", max_length=REASON_MAX, description="Why; shown on the order's timeline")
+
+
+class ApprovalOut(Schema):
+    actor: str
+    at: str
+
+
 class StartOut(Schema):
     order_id: str
     workflow_id: str
@@ -145,6 +158,10 @@ class StatusOut(Schema):
     payment: PaymentOut
     approval_deadline: str | None
     allowed_actions: list[str]
+    claimed_by: str | None = Field(description="Who holds the order's review claim (username), if anyone")
+    approvals: list[ApprovalOut] = Field(description="The approvals given so far: who and when")
+    approvals_required: int = Field(description="1, or 2 for a four-eyes order (FOUR_EYES_MIN_TOTAL)")
+    escalated: bool = Field(description="Whether the order waited ESCALATE_AFTER_SECONDS unapproved")
     created_at: str
     updated_at: str
     events: list[EventOut]
@@ -273,14 +290,19 @@ async def start_order(request: HttpRequest, order_id: str, payload: StartIn) -> 
     try:
         # Then Temporal starts the workflow: the connection goes back before that wait.
         outcome = await run_then_release(
-            services.order_start, order_id=order_id, payment_id=payload.payment_id, items=items, address=payload.address
+            services.order_start,
+            order_id=order_id,
+            payment_id=payload.payment_id,
+            items=items,
+            address=payload.address,
+            started_by_id=request.user.pk,
         )
     except services.OrderConflict as err:
         raise ApiError(409, str(err)) from err
     order = outcome.order
     run_id = order.workflow_run_id
     if not run_id:
-        run_id = await order_workflow_start(order)
+        run_id = await order_workflow_start(order, started_by=request.user.get_username())
     state = await selectors.order_state_async(order_id=order.id)
     return Status(
         201 if outcome.created else 200,
@@ -351,16 +373,76 @@ async def approve_order(
     return await _act(request, order_id, Action.APPROVE, idempotency_key)
 
 
+def _cancel_reason(request: HttpRequest) -> str:
+    """The optional `{"reason": "..."}` of a cancellation; an empty body means no reason."""
+    if not request.body.strip():
+        return ""
+    try:
+        body = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise bad_request({"body": "is not valid JSON"}) from err
+    if not isinstance(body, dict):
+        raise bad_request({"body": 'must be a JSON object such as {"reason": "..."}'})
+    # Other fields are ignored, as every body was before cancellations had a reason.
+    reason = body.get("reason", "")
+    if reason is None:
+        return ""
+    if not isinstance(reason, str):
+        raise bad_request({"reason": "must be a string"})
+    problem = text_problem(reason) or (f"must be at most {REASON_MAX} characters" if len(reason) > REASON_MAX else "")
+    if problem:
+        raise bad_request({"reason": problem})
+    return reason.strip()
+
+
 @api.post(
     "/orders/{order_id}/signals/cancel",
     auth=AUTH_THEN_TEMPORAL,
-    response=ACTION_RESPONSES,
+    response={**ACTION_RESPONSES, 413: ErrorOut},
     summary="Cancel an order (refunds a charged payment)",
+    description='An optional JSON body `{"reason": "..."}` (at most 500 characters) lands in ORDER_CANCELLED.',
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": CancelIn.model_json_schema()}},
+        }
+    },
 )
 async def cancel_order(
     request: HttpRequest, order_id: str, idempotency_key: str | None = IdempotencyKey
 ) -> Status[Any]:
-    return await _act(request, order_id, Action.CANCEL, idempotency_key)
+    reason = _cancel_reason(request)
+    return await _act(request, order_id, Action.CANCEL, idempotency_key, reason=reason)
+
+
+@api.post(
+    "/orders/{order_id}/signals/claim",
+    auth=AUTH_THEN_TEMPORAL,
+    response=ACTION_RESPONSES,
+    summary="Claim an order's review: approvals by anyone else are refused until it is released",
+    description=(
+        "409 names whoever holds the claim. A user with `orders.reassign_order` (Supervisors) takes"
+        " another reviewer's claim over. A claim lapses after CLAIM_TTL_SECONDS without a decision."
+    ),
+)
+async def claim_order(request: HttpRequest, order_id: str, idempotency_key: str | None = IdempotencyKey) -> Status[Any]:
+    return await _act(request, order_id, Action.CLAIM, idempotency_key, may_reassign=_may_reassign(request))
+
+
+@api.post(
+    "/orders/{order_id}/signals/release",
+    auth=AUTH_THEN_TEMPORAL,
+    response=ACTION_RESPONSES,
+    summary="Release a claim on an order's review (yours, or anyone's for a supervisor)",
+)
+async def release_order(
+    request: HttpRequest, order_id: str, idempotency_key: str | None = IdempotencyKey
+) -> Status[Any]:
+    return await _act(request, order_id, Action.RELEASE, idempotency_key, may_reassign=_may_reassign(request))
+
+
+def _may_reassign(request: HttpRequest) -> bool:
+    return REASSIGN_ORDER in getattr(request.user, "api_permissions", frozenset())
 
 
 @api.post(

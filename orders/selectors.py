@@ -10,7 +10,7 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Count, F, Q, QuerySet
 
-from lifecycle.states import END_STATES, EventType, State, allowed_actions
+from lifecycle.states import END_STATES, Action, EventType, State, allowed_actions
 from lifecycle.validation import order_id_problem
 from orders.models import Event, Note, Order, Payment
 
@@ -35,13 +35,17 @@ def open_order_ids() -> list[str]:
 
 
 def order_status(*, order_id: str) -> dict[str, Any] | None:
-    """The status document of the API: the order, its payment and its event timeline (3 queries)."""
-    order = order_get(order_id=order_id)
+    """The status document of the API: the order (with its claimant and first approver), its
+    payment and its event timeline (3 queries)."""
+    if order_id_problem(order_id):
+        return None
+    order = Order.objects.select_related("claimed_by", "first_approver").filter(id=order_id).first()
     if order is None:
         return None
     payment = order.payments.order_by("created_at").first()
     events = list(order.events.order_by("timestamp", "id").values("id", "type", "payload_json", "timestamp"))
     return {
+        **review_status(order, events),
         "order_id": order.id,
         "workflow_id": order.workflow_id,
         "run_id": order.workflow_run_id or None,
@@ -55,13 +59,35 @@ def order_status(*, order_id: str) -> dict[str, Any] | None:
             else {"payment_id": order.payment_id, "status": None, "amount": None}
         ),
         "approval_deadline": order.approval_deadline.isoformat() if order.approval_deadline else None,
-        "allowed_actions": [action.value for action in allowed_actions(order.state)],
+        "allowed_actions": [
+            action.value
+            for action in allowed_actions(order.state)
+            if action is not Action.RELEASE or order.claimed_by_id is not None
+        ],
         "created_at": order.created_at.isoformat(),
         "updated_at": order.updated_at.isoformat(),
         "events": [
             {"id": e["id"], "type": e["type"], "timestamp": e["timestamp"].isoformat(), "payload": e["payload_json"]}
             for e in events
         ],
+    }
+
+
+def review_status(order: Order, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The team's review of an order as the API shows it: who holds the claim (only while the
+    order awaits approval), the approvals given (who, when), how many it needs, whether it was
+    escalated. From the row (claimant and first approver loaded with it) and its events."""
+    awaiting = order.state == State.AWAITING_APPROVAL
+    approvals = [
+        {"actor": e["payload_json"].get("actor", ""), "at": e["timestamp"].isoformat()}
+        for e in events
+        if e["type"] in (EventType.FIRST_APPROVAL, EventType.ORDER_APPROVED)
+    ]
+    return {
+        "claimed_by": order.claimed_by.get_username() if awaiting and order.claimed_by else None,
+        "approvals": approvals,
+        "approvals_required": order.approvals_required,
+        "escalated": order.escalated_at is not None,
     }
 
 

@@ -60,9 +60,15 @@ def request_digest(*, payment_id: str, items: list[dict[str, Any]], address: dic
 
 
 def order_start(
-    *, order_id: str, payment_id: str, items: list[dict[str, Any]], address: dict[str, Any]
+    *,
+    order_id: str,
+    payment_id: str,
+    items: list[dict[str, Any]],
+    address: dict[str, Any],
+    started_by_id: int | None = None,
 ) -> StartOutcome:
-    """Record a start request once; the same request again returns the same order.
+    """Record a start request once; the same request again returns the same order. The user
+    `started_by_id` (the token's) can give no approval of the order if it needs two.
 
     Raises OrderConflict for the same id with another body, or a payment_id used by another order.
     """
@@ -81,6 +87,7 @@ def order_start(
                     payment_id=payment_id,
                     total=order_total(items),
                     request_digest=digest,
+                    started_by_id=started_by_id,
                 )
             return StartOutcome(order, created=True)
         except IntegrityError:
@@ -93,6 +100,16 @@ def order_start(
         if Order.objects.filter(payment_id=payment_id).exists():
             raise OrderConflict(f"payment_id {payment_id} is already used by another order")
     raise OrderConflict(f"order {order_id} or payment_id {payment_id} is already in use")
+
+
+def user_id_for(*, username: str) -> int | None:
+    """The id of the user named `username` (an action's actor), or None for a name no account
+    has (e.g. the Temporal CLI's signals)."""
+    from django.contrib.auth import get_user_model
+
+    if not username:
+        return None
+    return get_user_model().objects.filter(username=username).values_list("id", flat=True).first()
 
 
 # --- transitions, called by activities -------------------------------------------------------

@@ -166,7 +166,14 @@ TEMPORAL_NAMESPACE = env.str("TEMPORAL_NAMESPACE", default="default")
 TEMPORAL_UI_URL = env.str("TEMPORAL_UI_URL", default="http://localhost:8233")
 ORDER_TASK_QUEUE = env.str("ORDER_TASK_QUEUE", default="order-tq")
 SHIPPING_TASK_QUEUE = env.str("SHIPPING_TASK_QUEUE", default="shipping-tq")
-APPROVAL_TIMEOUT_SECONDS = env.float("APPROVAL_TIMEOUT_SECONDS", default=300.0)
+# A day: a realistic window for a person to review an order (tests set a shorter one).
+APPROVAL_TIMEOUT_SECONDS = env.float("APPROVAL_TIMEOUT_SECONDS", default=86400.0)
+# Reviewer teams (lifecycle.review). An order whose total is at least FOUR_EYES_MIN_TOTAL needs
+# two approvers (empty: never); a claim lapses after CLAIM_TTL_SECONDS; an order still unapproved
+# ESCALATE_AFTER_SECONDS after review began is escalated to the Supervisors (0: never).
+FOUR_EYES_MIN_TOTAL = env.str("FOUR_EYES_MIN_TOTAL", default="1000.00").strip()
+CLAIM_TTL_SECONDS = env.float("CLAIM_TTL_SECONDS", default=900.0)
+ESCALATE_AFTER_SECONDS = env.float("ESCALATE_AFTER_SECONDS", default=APPROVAL_TIMEOUT_SECONDS / 2)
 WORKFLOW_RUN_TIMEOUT_SECONDS = env.float("WORKFLOW_RUN_TIMEOUT_SECONDS", default=None)
 ACTIVITY_TIMEOUT_SECONDS = env.float("ACTIVITY_TIMEOUT_SECONDS", default=2.0)
 ACTIVITY_MAX_ATTEMPTS = env.int("ACTIVITY_MAX_ATTEMPTS", default=1000)
@@ -181,6 +188,9 @@ WORKER_GRACE_SECONDS = env.float("WORKER_GRACE_SECONDS", default=10.0)
 WORKER_ACTIVITY_THREADS = env.int("WORKER_ACTIVITY_THREADS", default=20)
 WORKER_MAX_CACHED_WORKFLOWS = env.int("WORKER_MAX_CACHED_WORKFLOWS", default=1000)
 WORKFLOW_SANDBOX = env.bool("WORKFLOW_SANDBOX", default=True)
+
+# --- Email (escalations to the Supervisors): the console backend unless EMAIL_URL says otherwise
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 
 # --- Security headers (production values apply whenever DEBUG is off) -----------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True

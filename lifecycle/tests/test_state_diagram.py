@@ -93,7 +93,7 @@ def test_validated_to_awaiting_approval_opens_the_review(time_skipping: Any, dou
             started = (await order.handle.describe()).start_time
             window = datetime.fromisoformat(status.approval_deadline) - started
             assert timedelta(seconds=APPROVAL_WINDOW_S) <= window < timedelta(seconds=APPROVAL_WINDOW_S + 5)
-            assert sorted(status.allowed_actions) == ["approve", "cancel", "update_address"]
+            assert sorted(status.allowed_actions) == ["approve", "cancel", "claim", "update_address"]
             await asyncio.sleep(0.2)
             assert doubles.names() == ["order_received", "order_validated"]  # nothing moves without a person
 

@@ -136,6 +136,26 @@ class Doubles:
     async def order_failed(self, step: StepInput) -> None:
         await self._call("order_failed", step)
 
+    @activity.defn(name="order_claimed")
+    async def order_claimed(self, step: StepInput) -> None:
+        await self._call("order_claimed", step)
+
+    @activity.defn(name="order_released")
+    async def order_released(self, step: StepInput) -> None:
+        await self._call("order_released", step)
+
+    @activity.defn(name="first_approval")
+    async def first_approval(self, step: StepInput) -> None:
+        await self._call("first_approval", step)
+
+    @activity.defn(name="order_escalated")
+    async def order_escalated(self, step: StepInput) -> None:
+        await self._call("order_escalated", step)
+
+    @activity.defn(name="escalation_notified")
+    async def escalation_notified(self, step: StepInput) -> None:
+        await self._call("escalation_notified", step)
+
     def order_activities(self) -> list[Callable[..., Any]]:
         return [
             self.order_received,
@@ -148,6 +168,11 @@ class Doubles:
             self.order_shipped,
             self.order_cancelled,
             self.order_failed,
+            self.order_claimed,
+            self.order_released,
+            self.first_approval,
+            self.order_escalated,
+            self.escalation_notified,
         ]
 
     def shipping_activities(self) -> list[Callable[..., Any]]:
@@ -226,9 +251,18 @@ class Order:
 
 
 @asynccontextmanager
-async def an_order(env: Any, doubles: Doubles, *, workers: bool = True) -> AsyncIterator[Order]:
+async def an_order(
+    env: Any,
+    doubles: Doubles,
+    *,
+    workers: bool = True,
+    items: list[dict[str, Any]] | None = None,
+    started_by: str = "",
+    **tuning: Any,
+) -> AsyncIterator[Order]:
     """A started order (id and task queues of its own), with both workers unless told otherwise;
-    the workers stop and the workflow is gone (terminated if still running) afterwards."""
+    the workers stop and the workflow is gone (terminated if still running) afterwards. `items`,
+    `started_by` and Tuning fields (e.g. `four_eyes_min_total="1000"`) change the order's input."""
     suffix = uuid.uuid4().hex[:10]
     order = Order(
         env,
@@ -236,12 +270,18 @@ async def an_order(env: Any, doubles: Doubles, *, workers: bool = True) -> Async
         OrderInput(
             order_id=f"order-{suffix}",
             payment_id=f"pay-{suffix}",
-            items=[{"name": "Widget", "price": "29.99", "quantity": 2}],
+            items=items or [{"name": "Widget", "price": "29.99", "quantity": 2}],
             address=dict(ADDRESS),
             tuning=Tuning(
-                activity_timeout_seconds=5, activity_max_attempts=3, approval_timeout_seconds=APPROVAL_WINDOW_S
+                **{
+                    "activity_timeout_seconds": 5,
+                    "activity_max_attempts": 3,
+                    "approval_timeout_seconds": APPROVAL_WINDOW_S,
+                    **tuning,
+                }
             ),
             shipping_task_queue=f"shipping-{suffix}",
+            started_by=started_by,
         ),
         order_queue=f"order-{suffix}",
     )

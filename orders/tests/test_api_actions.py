@@ -96,7 +96,7 @@ def test_status_has_the_contracts_fields(api: Client, workers: Any) -> None:
     for field in ("order_id", "state", "items", "address", "total", "payment", "approval_deadline"):
         assert field in status
     assert status["approval_deadline"] is not None
-    assert status["allowed_actions"] == ["approve", "cancel", "update_address"]
+    assert status["allowed_actions"] == ["approve", "cancel", "update_address", "claim"]
 
 
 def test_status_needs_a_token(queues: Any) -> None:

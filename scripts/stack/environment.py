@@ -31,6 +31,9 @@ SETTABLE = frozenset(
         "ORDER_TASK_QUEUE",
         "SHIPPING_TASK_QUEUE",
         "APPROVAL_TIMEOUT_SECONDS",
+        "FOUR_EYES_MIN_TOTAL",
+        "CLAIM_TTL_SECONDS",
+        "ESCALATE_AFTER_SECONDS",
         "FLAKY_CALL_FAILURE_RATE",
         "FLAKY_CALL_TIMEOUT_SHARE",
         "CHAOS_CRASH_AFTER_CHARGE_RATE",
@@ -45,6 +48,7 @@ SETTABLE = frozenset(
 LEFT_AT_DEFAULT = frozenset(
     {
         "CSRF_TRUSTED_ORIGINS",
+        "EMAIL_URL",
         "SQLITE_TEST_PATH",
         "DB_POOL_MAX_SIZE",
         "DB_POOL_TIMEOUT_SECONDS",
