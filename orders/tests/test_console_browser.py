@@ -245,16 +245,18 @@ def test_cancel_asks_for_confirmation_first(stack: Stack, people: dict[str, Any]
     order_id = stack.start_order(people["token"])
     wait_for_state(order_id, "AWAITING_APPROVAL")
     log_in(page, stack, "rita", f"/review/orders/{order_id}/")
-    page.click("button:text-is('Cancel order…')")
+    page.click("[data-confirm='cancel-dialog']:text-is('Cancel order…')")
     page.wait_for_selector("#cancel-dialog[open]")
     page.click("#cancel-dialog button:text-is('Keep the order')")
     from orders.models import Order
 
     assert Order.objects.get(id=order_id).state == "AWAITING_APPROVAL"
-    page.click("button:text-is('Cancel order…')")
+    page.click("[data-confirm='cancel-dialog']:text-is('Cancel order…')")
+    page.select_option("#cancel-code", "out_of_stock")
     page.click("#cancel-dialog button:text-is('Yes, cancel the order')")
     page.wait_for_selector(".message.success")
     page.wait_for_selector('#order-state[data-state="CANCELLED"]')
+    assert "Out of stock" in page.inner_text("#timeline")
 
 
 def test_staff_edit_an_address_in_admin_and_the_timeline_shows_who(
