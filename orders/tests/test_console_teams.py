@@ -235,3 +235,5 @@ def test_bulk_results_have_one_summary_line() -> None:
     rows = [{"verdict": "applied"}, {"verdict": "applied"}, {"verdict": "refused"}, {"verdict": "unavailable"}]
     assert bulk_summary(Action.APPROVE, rows) == "2 approved, 1 refused, 1 not confirmed (of 4)"
     assert bulk_summary(Action.CANCEL, [{"verdict": "refused"}]) == "0 cancelled, 1 refused (of 1)"
+    first = {"verdict": "applied", "detail": "first of two approvals; the order needs a second reviewer"}
+    assert bulk_summary(Action.APPROVE, [first, rows[0]]) == "1 approved, 1 first of two approvals (of 2)"

@@ -83,14 +83,21 @@ def queue(request: HttpRequest) -> HttpResponse:
     return render(request, template, context, status=400 if form.errors else 200)
 
 
-def bulk_summary(action: Action, rows: list[dict[str, object]]) -> str:
-    """One line for the results: "2 approved, 1 refused, 1 not confirmed (of 4)"."""
+FIRST_OF_TWO = "first of two"  # how the workflow's answer to a four-eyes order's first approval begins
+
+
+def bulk_summary(action: Action, rows: list[dict[str, Any]]) -> str:
+    """One line for the results: "2 approved, 1 first of two approvals, 1 refused (of 4)"."""
     done = {Action.APPROVE: "approved", Action.CANCEL: "cancelled"}[action]
-    counts = {Verdict.APPLIED: 0, Verdict.REFUSED: 0, Verdict.NOT_FOUND: 0, Verdict.UNAVAILABLE: 0}
+    first = sum(
+        1 for row in rows if row["verdict"] == Verdict.APPLIED and str(row.get("detail", "")).startswith(FIRST_OF_TWO)
+    )
+    counts = {verdict: 0 for verdict in Verdict}
     for row in rows:
         counts[Verdict(str(row["verdict"]))] += 1
-    words = [(counts[Verdict.APPLIED], done), (counts[Verdict.REFUSED], "refused")]
-    words += [(counts[Verdict.NOT_FOUND], "not found"), (counts[Verdict.UNAVAILABLE], "not confirmed")]
+    words = [(counts[Verdict.APPLIED] - first, done), (first, "first of two approvals")]
+    words += [(counts[Verdict.REFUSED], "refused"), (counts[Verdict.NOT_FOUND], "not found")]
+    words += [(counts[Verdict.UNAVAILABLE], "not confirmed")]
     parts = [f"{n} {word}" for n, word in words if n or word == done]
     return f"{', '.join(parts)} (of {len(rows)})"
 

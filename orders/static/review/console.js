@@ -221,6 +221,11 @@
     announce("Order " + currentId + ", " + (list.indexOf(row) + 1) + " of " + list.length +
       (holder && holder.textContent.trim() ? ", " + holder.textContent.trim() : ""));
   }
+  // A row reached with Tab or a click becomes the current one too.
+  document.addEventListener("focusin", function (event) {
+    const row = event.target.closest && event.target.closest("#queue-table tr[data-order-id]");
+    if (row && row.dataset.orderId !== currentId) { currentId = row.dataset.orderId; keepCurrentRow(); }
+  });
   function move(step) {
     const list = rows();
     if (!list.length) { announce("No orders in this list."); return; }
