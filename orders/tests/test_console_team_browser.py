@@ -135,9 +135,9 @@ def test_bulk_approve_respects_claims_and_four_eyes_and_says_what_happened(
         # The four-eyes order waits for a second reviewer, and the console says who gave the first.
         page.goto(f"{team_stack.url}/review/orders/{big}/")
         assert "1 of 2 approvals — first by rita" in page.inner_text("#approvals")
+        screenshot(page, "order-second-approval.png")
         page.click("button:text-is('Approve')")
         assert "needs a second reviewer" in message(page)
-        screenshot(page, "order-second-approval.png")
         second = new_page(chromium)
         log_in(second, team_stack, "sam", f"/review/orders/{big}/")
         second.click("button:text-is('Approve')")
@@ -271,6 +271,7 @@ def test_a_phone_shows_the_queue_without_sideways_scroll_and_keeps_the_deadline_
         row = f'tr[data-order-id="{order_id}"]'
         page.wait_for_selector(row)
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        screenshot(page, "review-queue-phone.png")
         box = page.locator(f"{row} .deadline").bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
         # The deadline is in the reader's zone, labelled with it.

@@ -237,3 +237,14 @@ def test_bulk_results_have_one_summary_line() -> None:
     assert bulk_summary(Action.CANCEL, [{"verdict": "refused"}]) == "0 cancelled, 1 refused (of 1)"
     first = {"verdict": "applied", "detail": "first of two approvals; the order needs a second reviewer"}
     assert bulk_summary(Action.APPROVE, [first, rows[0]]) == "1 approved, 1 first of two approvals (of 2)"
+
+
+def test_admin_lists_notes_and_changes_or_deletes_none(db: None) -> None:
+    note = Note.objects.create(order=make_order(), author=member("rita"), text="<b>look</b>")
+    admin = Client()
+    admin.force_login(User.objects.create_superuser("root", password=PASSWORD))
+    listing = admin.get("/admin/orders/note/").content.decode()
+    assert "&lt;b&gt;look&lt;/b&gt;" in listing
+    assert admin.get(f"/admin/orders/note/{note.pk}/delete/").status_code == 403
+    admin.post(f"/admin/orders/note/{note.pk}/change/", {"text": "changed"})
+    assert Note.objects.get(pk=note.pk).text == "<b>look</b>"
