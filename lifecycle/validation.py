@@ -25,6 +25,18 @@ def text_problem(value: str) -> str:
     return ""
 
 
+REASON_MAX = 500  # characters of a cancellation's reason
+
+
+def reason_problem(reason: Any) -> str:
+    """Why `reason` cannot be a cancellation's reason (too long, not text), or ""."""
+    if not isinstance(reason, str):
+        return "must be a string"
+    if len(reason) > REASON_MAX:
+        return f"must be at most {REASON_MAX} characters"
+    return text_problem(reason)
+
+
 def order_id_problem(order_id: str) -> str:
     if not ORDER_ID_PATTERN.fullmatch(order_id):
         return "must be 1-100 characters: letters, digits and . _ : - (starting with a letter or digit)"

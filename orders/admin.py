@@ -12,21 +12,25 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.admin.utils import quote
+from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
 from django.db import router, transaction
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext
+from django.views.decorators.http import require_POST
 
-from lifecycle.states import Action, allows, refusal_reason
-from lifecycle.validation import ADDRESS_FIELD_MAX, address_problems
+from lifecycle.states import END_STATES, Action, allows, refusal_reason
+from lifecycle.validation import ADDRESS_FIELD_MAX, REASON_MAX, address_problems, reason_problem
 from orders.actions import BULK_LIMIT, ActionOutcome, Verdict, order_act_many_sync, order_act_sync
 from orders.models import ApiToken, Event, Note, Order, Payment
 from orders.permissions import APPROVE_ORDER, CANCEL_ORDER, CHANGE_APITOKEN, CHANGE_ORDER, CHANGE_ORDER_ADDRESS
@@ -55,7 +59,28 @@ ASKED = {
     Action.APPROVE: "the approval of",
     Action.CANCEL: "the cancellation of",
     Action.UPDATE_ADDRESS: "the address change of",
+    Action.CLAIM: "the claim of",
+    Action.RELEASE: "the release of",
 }
+# What admin's buttons on an order's page may do, and the verb of their messages.
+DECISIONS = {Action.APPROVE: "approved", Action.CANCEL: "cancelled"}
+
+
+class CancelReasonForm(forms.Form):
+    """A cancellation's reason, asked before admin cancels (it lands in ORDER_CANCELLED)."""
+
+    reason = forms.CharField(
+        max_length=REASON_MAX,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text=f"Shown on each order's timeline; at most {REASON_MAX} characters.",
+    )
+
+    def clean_reason(self) -> str:
+        reason = str(self.cleaned_data["reason"]).strip()
+        problem = reason_problem(reason)
+        if problem:
+            raise forms.ValidationError(f"The reason {problem}.")
+        return reason
 
 
 def _unconfirmed(outcome: ActionOutcome) -> SafeString:
@@ -280,12 +305,17 @@ class OrderAdmin(ReadOnly, GrowingListAdmin, admin.ModelAdmin):
     def can_edit_address(self, request: HttpRequest) -> bool:
         return request.user.has_perm(CHANGE_ORDER_ADDRESS)
 
+    def address_editable(self, request: HttpRequest, obj: Order | None) -> bool:
+        """With the permission, and while the order has not ended (an ended order's address is
+        history: the fields become read-only displays)."""
+        return self.can_edit_address(request) and not (obj is not None and obj.state in END_STATES)
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        address = () if self.can_edit_address(request) else ADDRESS_FIELDS
+        address = () if self.address_editable(request, obj) else ADDRESS_FIELDS
         return (*self.readonly_fields, *address)
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
-        kwargs["form"] = OrderAddressForm if self.can_edit_address(request) else forms.ModelForm
+        kwargs["form"] = OrderAddressForm if self.address_editable(request, obj) else forms.ModelForm
         return super().get_form(request, obj, change, **kwargs)
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[str | None, dict[str, Any]]]:
@@ -293,18 +323,82 @@ class OrderAdmin(ReadOnly, GrowingListAdmin, admin.ModelAdmin):
         if not self.admin_site.get_model_admin(Event).has_view_permission(request):
             # Reviewers see an order's events here (the inline) but may not open the event list.
             fieldsets[0][1]["fields"] = (*ORDER_FIELDS, "events_count")
-        if obj is not None and self.can_edit_address(request) and not allows(Action.UPDATE_ADDRESS, obj.state):
+        if obj is not None and self.address_editable(request, obj) and not allows(Action.UPDATE_ADDRESS, obj.state):
             # A hint only: the workflow has the last word, so the fields stay editable.
             reason = refusal_reason(Action.UPDATE_ADDRESS, obj.state)
             fieldsets[-1][1]["description"] = f"A change is likely to be refused: {reason}."
         return fieldsets
 
-    def changeform_view(
-        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Order | None = None,
     ) -> HttpResponse:
         # The address is all there is to save: without the right to change it, no Save button.
-        context = {"show_save": self.can_edit_address(request), "show_save_and_continue": False}
-        return super().changeform_view(request, object_id, form_url, context | (extra_context or {}))
+        context |= {"show_save": self.address_editable(request, obj), "show_save_and_continue": False}
+        if obj is not None:
+            context |= self._decision_context(request, obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _decision_context(self, request: HttpRequest, obj: Order) -> dict[str, Any]:
+        """The order page's way out (the console, the Temporal UI) and its buttons: approve and
+        cancel, each offered when the user may and the stored state allows it (the workflow has
+        the last word)."""
+        can = {Action.APPROVE: self.has_approve_permission(request), Action.CANCEL: self.has_cancel_permission(request)}
+        return {
+            "console_url": reverse("review:order", args=[obj.id]),
+            "temporal_url": f"{settings.TEMPORAL_UI_URL}/namespaces/{settings.TEMPORAL_NAMESPACE}/workflows/{obj.id}",
+            "decisions": [
+                {
+                    "action": action.value,
+                    "url": reverse("admin:orders_order_decide", args=[quote(obj.id), action.value]),
+                }
+                for action in DECISIONS
+                if can[action] and allows(action, obj.state)
+            ],
+            "cancel_form": CancelReasonForm(),
+        }
+
+    def get_urls(self) -> list[URLPattern]:
+        decide = self.admin_site.admin_view(require_POST(self.decide_view))
+        return [path("<path:object_id>/decide/<str:action>/", decide, name="orders_order_decide"), *super().get_urls()]
+
+    def decide_view(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
+        """A button of the order's page: approve, or cancel with a reason, through the workflow."""
+        order_id = unquote(object_id)
+        back = HttpResponseRedirect(reverse("admin:orders_order_change", args=[quote(order_id)]))
+        try:
+            decision = Action(action)
+        except ValueError:
+            decision = None
+        if decision not in DECISIONS:
+            raise PermissionDenied
+        allowed = (
+            self.has_approve_permission(request) if decision is Action.APPROVE else self.has_cancel_permission(request)
+        )
+        if not allowed:
+            raise PermissionDenied
+        reason = ""
+        if decision is Action.CANCEL:
+            form = CancelReasonForm(request.POST)
+            if not form.is_valid():
+                self.message_user(request, f"Nothing was sent: {' '.join(form.errors['reason'])}", messages.ERROR)
+                return back
+            reason = form.cleaned_data["reason"]
+        outcome = order_act_sync(
+            order_id=order_id, action=decision, actor=request.user.get_username(), via="admin", reason=reason
+        )
+        if outcome.applied:
+            self.message_user(request, f"{order_id}: {DECISIONS[decision]}.", messages.SUCCESS)
+        elif outcome.verdict is Verdict.UNAVAILABLE:
+            self.message_user(request, _unconfirmed(outcome), messages.WARNING)
+        else:
+            self.message_user(request, f"{order_id}: not {DECISIONS[decision]}: {outcome.detail}", messages.ERROR)
+        return back
 
     def save_model(self, request: HttpRequest, obj: Order, form: forms.ModelForm, change: bool) -> None:
         """Send a changed address to the workflow instead of saving: its activity is the only writer.
@@ -378,18 +472,37 @@ class OrderAdmin(ReadOnly, GrowingListAdmin, admin.ModelAdmin):
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         self._act_on_selected(request, queryset, Action.APPROVE, "Approved")
 
-    @admin.action(description="Cancel selected orders", permissions=["cancel"])
-    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        self._act_on_selected(request, queryset, Action.CANCEL, "Cancelled")
+    @admin.action(description="Cancel selected orders…", permissions=["cancel"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Order]) -> TemplateResponse | None:
+        """First a page asking for the reason (posted back to this action), then the cancellations."""
+        form = CancelReasonForm(request.POST if "reason" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            self._act_on_selected(request, queryset, Action.CANCEL, "Cancelled", reason=form.cleaned_data["reason"])
+            return None
+        order_ids = list(queryset.order_by("created_at", "id").values_list("id", flat=True)[: BULK_LIMIT + 1])
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Cancel orders: why?",
+            "opts": self.model._meta,
+            "form": form,
+            "order_ids": order_ids[:BULK_LIMIT],
+            "too_many": len(order_ids) > BULK_LIMIT,
+            "select_across": request.POST.get("select_across", "0"),
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+        }
+        return TemplateResponse(request, "admin/orders/order/cancel_reason.html", context)
 
-    def _act_on_selected(self, request: HttpRequest, queryset: QuerySet[Order], action: Action, done: str) -> None:
+    def _act_on_selected(
+        self, request: HttpRequest, queryset: QuerySet[Order], action: Action, done: str, reason: str = ""
+    ) -> None:
         """One summary, then one message per order the workflow did not act on, with its reason."""
         order_ids = list(queryset.order_by("created_at", "id").values_list("id", flat=True)[: BULK_LIMIT + 1])
         if len(order_ids) > BULK_LIMIT:
             self.message_user(request, f"Select at most {BULK_LIMIT} orders; nothing was sent.", messages.ERROR)
             return
         outcomes = order_act_many_sync(
-            order_ids=order_ids, action=action, actor=request.user.get_username(), via="admin"
+            order_ids=order_ids, action=action, actor=request.user.get_username(), via="admin", reason=reason
         )
         applied = [o.order_id for o in outcomes if o.applied]
         unknown = sum(1 for o in outcomes if o.verdict is Verdict.UNAVAILABLE)

@@ -20,7 +20,7 @@ from pydantic import ConfigDict, Field, StrictInt, field_validator
 
 from lifecycle.client import TemporalUnavailable
 from lifecycle.states import Action
-from lifecycle.validation import address_problems, order_id_problem, text_problem
+from lifecycle.validation import REASON_MAX, address_problems, order_id_problem, reason_problem, text_problem
 from orders import selectors, services
 from orders.actions import Verdict, idempotency_key_problem, order_act
 from orders.db import run_then_release
@@ -32,7 +32,6 @@ from orders.workflow_start import order_workflow_start
 logger = logging.getLogger(__name__)
 
 MAX_TOTAL = Decimal("99999999.99")
-REASON_MAX = 500  # characters of a cancellation's reason
 
 
 class TokenAuth(HttpBearer):
@@ -374,8 +373,10 @@ async def approve_order(
 
 
 def _cancel_reason(request: HttpRequest) -> str:
-    """The optional `{"reason": "..."}` of a cancellation; an empty body means no reason."""
-    if not request.body.strip():
+    """The optional `{"reason": "..."}` of a cancellation; an empty body (or an empty form, as
+    some clients send with a bare POST) means no reason. Read as JSON whatever the content type
+    says, so `curl -d '{"reason": "..."}'` works too."""
+    if not request.body.strip() or request.content_type == "multipart/form-data":
         return ""
     try:
         body = json.loads(request.body)
@@ -387,9 +388,7 @@ def _cancel_reason(request: HttpRequest) -> str:
     reason = body.get("reason", "")
     if reason is None:
         return ""
-    if not isinstance(reason, str):
-        raise bad_request({"reason": "must be a string"})
-    problem = text_problem(reason) or (f"must be at most {REASON_MAX} characters" if len(reason) > REASON_MAX else "")
+    problem = reason_problem(reason)
     if problem:
         raise bad_request({"reason": problem})
     return reason.strip()

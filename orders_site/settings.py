@@ -7,9 +7,11 @@ values come only from the environment (see README, "Configuration").
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = BASE_DIR / ".data"
@@ -171,7 +173,11 @@ APPROVAL_TIMEOUT_SECONDS = env.float("APPROVAL_TIMEOUT_SECONDS", default=86400.0
 # Reviewer teams (lifecycle.review). An order whose total is at least FOUR_EYES_MIN_TOTAL needs
 # two approvers (empty: never); a claim lapses after CLAIM_TTL_SECONDS; an order still unapproved
 # ESCALATE_AFTER_SECONDS after review began is escalated to the Supervisors (0: never).
-FOUR_EYES_MIN_TOTAL = env.str("FOUR_EYES_MIN_TOTAL", default="1000.00").strip()
+FOUR_EYES_MIN_TOTAL = env.str("FOUR_EYES_MIN_TOTAL", default="1000.00")
+try:
+    Decimal(FOUR_EYES_MIN_TOTAL.strip() or "0")
+except InvalidOperation as err:
+    raise ImproperlyConfigured(f"FOUR_EYES_MIN_TOTAL must be an amount or empty, not {FOUR_EYES_MIN_TOTAL!r}") from err
 CLAIM_TTL_SECONDS = env.float("CLAIM_TTL_SECONDS", default=900.0)
 ESCALATE_AFTER_SECONDS = env.float("ESCALATE_AFTER_SECONDS", default=APPROVAL_TIMEOUT_SECONDS / 2)
 WORKFLOW_RUN_TIMEOUT_SECONDS = env.float("WORKFLOW_RUN_TIMEOUT_SECONDS", default=None)

@@ -3,7 +3,7 @@
 A change to OrderWorkflow or ShippingWorkflow that would break orders already running (a
 non-deterministic change) fails here. Until the first tagged release there is one version of the
 workflow: change it and record the histories anew with `RECORD_HISTORIES=1 make test` (the end-to-end
-tests in test_order_workflow.py rewrite the files under histories/). From the first release on, a
+tests in test_order_workflow.py and test_api_team_review.py rewrite the files under histories/). From the first release on, a
 change goes behind `workflow.patched` and the old histories stay (docs/decisions/0006).
 """
 
@@ -27,6 +27,8 @@ def test_histories_are_recorded() -> None:
     assert names >= {"happy_path", "cancel_before_payment", "dispatch_failure"}
     # The shipping child took a cancel: its Update handlers replay too.
     assert names >= {"cancel_while_shipping", "cancel_while_shipping_shipping"}
+    # A team's review: claims, a first approval and the second (Updates with activities of their own).
+    assert "four_eyes_with_claim" in names
 
 
 @pytest.mark.parametrize("sandbox", [True, False], ids=["full sandbox", "WORKFLOW_SANDBOX=0"])
