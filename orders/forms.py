@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from lifecycle.validation import ADDRESS_FIELD_MAX, address_problems
+from lifecycle.validation import ADDRESS_FIELD_MAX, REASON_MAX, address_problems, reason_problem
 
 
 class AddressForm(forms.Form):
@@ -34,7 +34,7 @@ CANCEL_REASONS = [
     ("address_problem", "Address problem"),
     ("other", "Other"),
 ]
-CANCEL_REASON_MAX = 500  # what the API accepts too (the contract's "Reviewer teams")
+CANCEL_REASON_MAX = REASON_MAX  # what the API and admin accept too (the contract's "Reviewer teams")
 
 
 class CancelForm(forms.Form):
@@ -48,8 +48,9 @@ class CancelForm(forms.Form):
         if cleaned.get("code") == "other" and not cleaned.get("text"):
             self.add_error("text", "Say why, when the reason is “Other”.")
         if cleaned.get("code") and not self.errors:
-            if len(self.reason(cleaned)) > CANCEL_REASON_MAX:
-                self.add_error("text", f"Keep the reason to {CANCEL_REASON_MAX} characters with its label.")
+            problem = reason_problem(self.reason(cleaned))
+            if problem:
+                self.add_error("text", f"The reason with its label {problem}.")
         return cleaned
 
     @staticmethod

@@ -279,8 +279,13 @@ def test_a_phone_shows_the_queue_without_sideways_scroll_and_keeps_the_deadline_
         page.goto(f"{team_stack.url}/review/orders/{order_id}/")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         assert "EST" in page.inner_text("#timeline time >> nth=0")
-        # The skip link is the first stop of the keyboard.
+        # The skip link is the first stop of the keyboard; on the queue it leads to the orders.
         page.keyboard.press("Tab")
         assert page.evaluate("document.activeElement.className") == "skip-link"
+        page.goto(f"{team_stack.url}/review/")
+        page.keyboard.press("Tab")
+        page.keyboard.press("Enter")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "select-all"
     finally:
         page.context.close()

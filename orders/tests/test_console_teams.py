@@ -224,7 +224,8 @@ def test_the_queue_runs_as_many_queries_with_claims_and_approvals(db: None) -> N
 
 def test_the_page_has_a_skip_link_and_no_endless_connecting_without_the_script(db: None) -> None:
     html = console_for(member("rita")).get("/review/").content.decode()
-    assert '<a class="skip-link" href="#main">' in html and '<main id="main"' in html
+    assert '<a class="skip-link" href="#queue-table">Skip to the orders</a>' in html
+    assert 'id="queue-table" tabindex="-1"' in html
     assert "Connecting…" not in html  # the script says so when it connects; without it, "Reload to update"
     assert "data-needs-selection disabled" not in html  # the bulk buttons work as plain forms
 
@@ -248,3 +249,15 @@ def test_admin_lists_notes_and_changes_or_deletes_none(db: None) -> None:
     assert admin.get(f"/admin/orders/note/{note.pk}/delete/").status_code == 403
     admin.post(f"/admin/orders/note/{note.pk}/change/", {"text": "changed"})
     assert Note.objects.get(pk=note.pk).text == "<b>look</b>"
+
+
+def test_the_live_feed_says_who_holds_each_claim(db: None) -> None:
+    from orders.feed import Window, _page_after
+
+    rita = member("rita")
+    make_order(id="o-held", claimed_by=rita, claimed_at=timezone.now())
+    make_order(id="o-free")
+    window = Window(timezone.now() - timedelta(minutes=1))
+    changes = {change["order_id"]: change for change in window.news(_page_after(window.start()))}
+    assert changes["o-held"]["claimed_by"] == "rita"
+    assert changes["o-free"]["claimed_by"] is None

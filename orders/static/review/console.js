@@ -143,7 +143,19 @@
       const target = document.getElementById("queue-live");
       const checked = new Set(Array.from(document.querySelectorAll('input[name="order_ids"]:checked')).map(function (b) { return b.value; }));
       const before = new Set(Array.from(target.querySelectorAll("tr[data-order-id]")).map(function (r) { return r.dataset.orderId; }));
+      // Keep the keyboard where it was: the same control of the same order, after the rows are redrawn.
+      const focused = document.activeElement;
+      const focusRow = target.contains(focused) && focused.closest("tr[data-order-id]");
+      const focusKey = focusRow ? [focusRow.dataset.orderId, focused.className, focused.name || "", focused.value || ""] : null;
       target.innerHTML = doc.body.innerHTML;
+      if (focusKey) {
+        const row = target.querySelector('tr[data-order-id="' + CSS.escape(focusKey[0]) + '"]');
+        const again = row && Array.from(row.querySelectorAll("a, button, input")).find(function (el) {
+          return el.className === focusKey[1] && (el.name || "") === focusKey[2] && (el.value || "") === focusKey[3];
+        });
+        if (again) again.focus({ preventScroll: true });
+        else if (row) { const link = row.querySelector(".order-link"); if (link) link.focus({ preventScroll: true }); }
+      }
       target.querySelectorAll('input[name="order_ids"]').forEach(function (b) { b.checked = checked.has(b.value); });
       target.querySelectorAll("tr[data-order-id]").forEach(function (r) { if (!before.has(r.dataset.orderId)) r.classList.add("fresh"); });
       updateSelection();
