@@ -289,3 +289,31 @@ def test_a_phone_shows_the_queue_without_sideways_scroll_and_keeps_the_deadline_
         assert page.evaluate("document.activeElement.id") == "select-all"
     finally:
         page.context.close()
+
+
+def test_the_countdown_turns_amber_only_near_the_end_of_the_window(
+    team_stack: Stack, team: dict[str, Any], chromium: Any
+) -> None:
+    order_id = waiting_order(team_stack, team)
+    page = new_page(chromium)
+    try:
+        log_in(page, team_stack, "rita", f"/review/orders/{order_id}/")
+        day = 86400
+        page.evaluate(
+            """([day]) => {
+                for (const [id, left] of [["calm", 5 * 3600], ["soon", 1800], ["urgent", 30]]) {
+                    const el = document.createElement("span");
+                    el.id = "cd-" + id;
+                    el.dataset.deadline = new Date(Date.now() + left * 1000).toISOString();
+                    el.dataset.window = String(day);
+                    document.body.appendChild(el);
+                }
+            }""",
+            [day],
+        )
+        page.wait_for_selector("#cd-soon.countdown.soon", state="attached")
+        assert page.get_attribute("#cd-calm", "class") == "countdown"
+        assert page.get_attribute("#cd-urgent", "class") == "countdown urgent"
+        assert page.inner_text("#cd-calm").startswith("4h 59m")
+    finally:
+        page.context.close()

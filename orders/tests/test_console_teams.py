@@ -261,3 +261,38 @@ def test_the_live_feed_says_who_holds_each_claim(db: None) -> None:
     changes = {change["order_id"]: change for change in window.news(_page_after(window.start()))}
     assert changes["o-held"]["claimed_by"] == "rita"
     assert changes["o-free"]["claimed_by"] is None
+
+
+def test_select_all_matching_acts_on_every_order_the_filters_list(workers: Any, api: Client, settings: Any) -> None:
+    settings.REVIEW_PAGE_SIZE = 2
+    small = []
+    for _ in range(3):
+        order_id = new_order_id()
+        api.post(f"/orders/{order_id}/start", order_body(), content_type="application/json")
+        small.append(order_id)
+    big = new_order_id()
+    items = [{"name": "Espresso machine", "price": "650.00", "quantity": 2}]
+    api.post(f"/orders/{big}/start", order_body(items=items), content_type="application/json")
+    for order_id in [*small, big]:
+        wait_for_state(order_id, "AWAITING_APPROVAL")
+    client = console_for(member("rita"))
+    filters = "state=AWAITING_APPROVAL&max_total=100"
+    assert "Select all 3 matching" in client.get(f"/review/?{filters}").content.decode()
+    form = {"action": "approve", "all_matching": "1", "filters": filters, "nonce": "all-1"}
+    html = client.post("/review/bulk/", form, follow=True).content.decode()
+    assert "Bulk approve: 3 approved (of 3)" in html
+    for order_id in small:
+        wait_for_state(order_id, "PAYMENT_CHARGED", "SHIPPING", "SHIPPED", "COMPLETED")
+    assert Order.objects.get(id=big).state == "AWAITING_APPROVAL"
+
+
+def test_approve_and_open_the_next_goes_to_the_next_order_nobody_else_holds(workers: Any, api: Client) -> None:
+    first, second = new_order_id(), new_order_id()
+    for order_id in (first, second):
+        api.post(f"/orders/{order_id}/start", order_body(), content_type="application/json")
+        wait_for_state(order_id, "AWAITING_APPROVAL")
+    client = console_for(member("rita"))
+    response = client.post(f"/review/orders/{first}/approve/", {"nonce": "n-next", "then": "next"})
+    assert response.status_code == 302
+    assert response["Location"] == f"/review/orders/{second}/"
+    assert b"Approved: " + first.encode() in client.get(response["Location"]).content
