@@ -27,19 +27,20 @@ class Order(models.Model):
     approval_deadline = models.DateTimeField(null=True, blank=True)
     request_digest = models.CharField(max_length=64, blank=True, default="")
     # Reviewer teams (docs/decisions/0007-reviewer-teams.md): copies of what the workflow decided,
-    # written by its activities with the event that records each decision.
+    # written by its activities with the event that records each decision. No index of their own:
+    # every order writes them, and the lists that filter by them read the state index first.
     started_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
     claimed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
     claimed_at = models.DateTimeField(null=True, blank=True)
     first_approver = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
     first_approved_at = models.DateTimeField(null=True, blank=True)
-    approvals_required = models.PositiveSmallIntegerField(default=1)
+    approvals_required = models.PositiveSmallIntegerField(default=1, db_default=1)  # raw inserts too (bench)
     escalated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -63,6 +63,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hang-share", type=float, default=0.1, help="FLAKY_CALL_TIMEOUT_SHARE [0.1]")
     parser.add_argument("--approval-timeout", type=float, default=600.0, help="APPROVAL_TIMEOUT_SECONDS [600]")
     parser.add_argument(
+        "--four-eyes-min-total",
+        default="250",
+        help="FOUR_EYES_MIN_TOTAL: orders of at least this total (about a third) need two reviewers [250]",
+    )
+    parser.add_argument(
         "--drain-timeout", type=float, default=300.0, help="seconds to wait for every order to end [300]"
     )
     parser.add_argument("--mix", type=parse_mix, default=dict(MIX), metavar="KIND=W,...",

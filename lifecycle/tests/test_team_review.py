@@ -14,7 +14,7 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType as HistoryEventType
 
 from lifecycle.review import Review, approvals_required
-from lifecycle.states import State
+from lifecycle.states import Action, State, refusal_reason
 from lifecycle.tests.workflow_doubles import RITA, SAM, Doubles, Order, an_order, run
 from lifecycle.types import ActorRequest, StepInput
 from lifecycle.workflows import ACTION_NOT_ALLOWED
@@ -49,6 +49,15 @@ def test_the_next_wake_is_the_nearest_of_claim_expiry_escalation_and_deadline() 
     review.release()
     review.escalated = True
     assert review.next_wake(deadline) == deadline
+
+
+def test_a_claim_is_taken_only_while_the_order_awaits_approval() -> None:
+    assert refusal_reason(Action.CLAIM, State.ORDER_RECEIVED) == "the order is not up for review yet"
+    assert refusal_reason(Action.CLAIM, State.AWAITING_APPROVAL) == ""
+    assert refusal_reason(Action.CLAIM, State.AWAITING_APPROVAL, approved=True) == "the order is already approved"
+    assert refusal_reason(Action.RELEASE, State.PAYMENT_CHARGED) == "the order is already approved"
+    assert refusal_reason(Action.CLAIM, State.CANCELLED) == "the order has ended (CANCELLED)"
+    assert refusal_reason(Action.APPROVE, State.PAYMENT_CHARGED) == "the order is already approved"
 
 
 # --- claims ----------------------------------------------------------------------------------------
@@ -202,5 +211,24 @@ def test_a_quick_approval_below_the_threshold_costs_one_timer_and_no_review_acti
             assert await timers(order) == 1
             review = {"order_claimed", "order_released", "first_approval", "order_escalated", "escalation_notified"}
             assert not review & set(doubles.names())
+
+    run(time_skipping, scenario)
+
+
+def test_the_seed_signal_counts_as_one_approver_of_a_four_eyes_order(time_skipping: Any, doubles: Doubles) -> None:
+    """`temporal workflow signal --name approve_order` twice: one first approval, the second
+    ignored (the same actor); a reviewer's Update then completes the order."""
+
+    async def scenario() -> None:
+        async with an_order(time_skipping, doubles, items=BIG, four_eyes_min_total="1000") as order:
+            await order.reaches(State.AWAITING_APPROVAL)
+            await order.handle.signal("approve_order")
+            await order.handle.signal("approve_order")
+            await doubles.reached("first_approval")
+            status = await order.status()
+            assert (status.state, [a["actor"] for a in status.approvals]) == ("AWAITING_APPROVAL", ["temporal-signal"])
+            await order.update("approve", RITA)
+            assert await order.result() == "COMPLETED"
+            assert doubles.names().count("first_approval") == 1
 
     run(time_skipping, scenario)

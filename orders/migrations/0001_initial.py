@@ -8,7 +8,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -17,84 +16,171 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='ApiToken',
+            name="ApiToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(blank=True, default='', max_length=100)),
-                ('prefix', models.CharField(max_length=12)),
-                ('key_hash', models.CharField(max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_tokens', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(blank=True, default="", max_length=100)),
+                ("prefix", models.CharField(max_length=12)),
+                ("key_hash", models.CharField(max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_tokens",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'db_table': 'api_tokens',
+                "db_table": "api_tokens",
             },
         ),
         migrations.CreateModel(
-            name='Order',
+            name="Order",
             fields=[
-                ('id', models.CharField(max_length=255, primary_key=True, serialize=False)),
-                ('state', models.CharField(choices=[('ORDER_RECEIVED', 'ORDER_RECEIVED'), ('ORDER_VALIDATED', 'ORDER_VALIDATED'), ('AWAITING_APPROVAL', 'AWAITING_APPROVAL'), ('PAYMENT_CHARGED', 'PAYMENT_CHARGED'), ('SHIPPING', 'SHIPPING'), ('SHIPPED', 'SHIPPED'), ('COMPLETED', 'COMPLETED'), ('FAILED', 'FAILED'), ('CANCELLED', 'CANCELLED'), ('APPROVAL_TIMEOUT', 'APPROVAL_TIMEOUT')], default=lifecycle.states.State['ORDER_RECEIVED'], max_length=255)),
-                ('items_json', models.JSONField()),
-                ('address_json', models.JSONField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('payment_id', models.CharField(max_length=255, unique=True)),
-                ('total', models.DecimalField(decimal_places=2, default=Decimal('0.00'), max_digits=10)),
-                ('workflow_run_id', models.CharField(blank=True, default='', max_length=64)),
-                ('approval_deadline', models.DateTimeField(blank=True, null=True)),
-                ('request_digest', models.CharField(blank=True, default='', max_length=64)),
+                ("id", models.CharField(max_length=255, primary_key=True, serialize=False)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("ORDER_RECEIVED", "ORDER_RECEIVED"),
+                            ("ORDER_VALIDATED", "ORDER_VALIDATED"),
+                            ("AWAITING_APPROVAL", "AWAITING_APPROVAL"),
+                            ("PAYMENT_CHARGED", "PAYMENT_CHARGED"),
+                            ("SHIPPING", "SHIPPING"),
+                            ("SHIPPED", "SHIPPED"),
+                            ("COMPLETED", "COMPLETED"),
+                            ("FAILED", "FAILED"),
+                            ("CANCELLED", "CANCELLED"),
+                            ("APPROVAL_TIMEOUT", "APPROVAL_TIMEOUT"),
+                        ],
+                        default=lifecycle.states.State["ORDER_RECEIVED"],
+                        max_length=255,
+                    ),
+                ),
+                ("items_json", models.JSONField()),
+                ("address_json", models.JSONField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("payment_id", models.CharField(max_length=255, unique=True)),
+                ("total", models.DecimalField(decimal_places=2, default=Decimal("0.00"), max_digits=10)),
+                ("workflow_run_id", models.CharField(blank=True, default="", max_length=64)),
+                ("approval_deadline", models.DateTimeField(blank=True, null=True)),
+                ("request_digest", models.CharField(blank=True, default="", max_length=64)),
             ],
             options={
-                'db_table': 'orders',
-                'permissions': [('approve_order', 'Can approve an order awaiting review'), ('cancel_order', 'Can cancel an order'), ('change_order_address', "Can change an order's shipping address")],
-                'indexes': [models.Index(fields=['state'], name='idx_orders_state'), models.Index(fields=['state', 'created_at'], name='idx_orders_state_created')],
+                "db_table": "orders",
+                "permissions": [
+                    ("approve_order", "Can approve an order awaiting review"),
+                    ("cancel_order", "Can cancel an order"),
+                    ("change_order_address", "Can change an order's shipping address"),
+                ],
+                "indexes": [
+                    models.Index(fields=["state"], name="idx_orders_state"),
+                    models.Index(fields=["state", "created_at"], name="idx_orders_state_created"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ProviderCharge',
+            name="ProviderCharge",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('idempotency_key', models.CharField(max_length=255)),
-                ('kind', models.CharField(choices=[('charge', 'charge'), ('refund', 'refund')], max_length=16)),
-                ('amount', models.DecimalField(decimal_places=2, max_digits=10)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("idempotency_key", models.CharField(max_length=255)),
+                ("kind", models.CharField(choices=[("charge", "charge"), ("refund", "refund")], max_length=16)),
+                ("amount", models.DecimalField(decimal_places=2, max_digits=10)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'db_table': 'provider_charges',
-                'constraints': [models.UniqueConstraint(fields=('idempotency_key', 'kind'), name='uniq_provider_key_kind')],
+                "db_table": "provider_charges",
+                "constraints": [
+                    models.UniqueConstraint(fields=("idempotency_key", "kind"), name="uniq_provider_key_kind")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Event',
+            name="Event",
             fields=[
-                ('id', models.CharField(max_length=255, primary_key=True, serialize=False)),
-                ('type', models.CharField(choices=[('ORDER_RECEIVED', 'ORDER_RECEIVED'), ('ORDER_VALIDATED', 'ORDER_VALIDATED'), ('PAYMENT_CHARGED', 'PAYMENT_CHARGED'), ('ADDRESS_UPDATED', 'ADDRESS_UPDATED'), ('ORDER_SHIPPED', 'ORDER_SHIPPED'), ('PACKAGE_PREPARED', 'PACKAGE_PREPARED'), ('CARRIER_DISPATCHED', 'CARRIER_DISPATCHED'), ('ORDER_APPROVED', 'ORDER_APPROVED'), ('ORDER_CANCELLED', 'ORDER_CANCELLED'), ('PAYMENT_REFUNDED', 'PAYMENT_REFUNDED'), ('APPROVAL_TIMEOUT', 'APPROVAL_TIMEOUT'), ('DISPATCH_FAILED', 'DISPATCH_FAILED'), ('ORDER_FAILED', 'ORDER_FAILED'), ('ORDER_COMPLETED', 'ORDER_COMPLETED')], max_length=255)),
-                ('payload_json', models.JSONField(default=dict)),
-                ('timestamp', models.DateTimeField()),
-                ('order', models.ForeignKey(db_column='order_id', on_delete=django.db.models.deletion.PROTECT, related_name='events', to='orders.order')),
+                ("id", models.CharField(max_length=255, primary_key=True, serialize=False)),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[
+                            ("ORDER_RECEIVED", "ORDER_RECEIVED"),
+                            ("ORDER_VALIDATED", "ORDER_VALIDATED"),
+                            ("PAYMENT_CHARGED", "PAYMENT_CHARGED"),
+                            ("ADDRESS_UPDATED", "ADDRESS_UPDATED"),
+                            ("ORDER_SHIPPED", "ORDER_SHIPPED"),
+                            ("PACKAGE_PREPARED", "PACKAGE_PREPARED"),
+                            ("CARRIER_DISPATCHED", "CARRIER_DISPATCHED"),
+                            ("ORDER_APPROVED", "ORDER_APPROVED"),
+                            ("ORDER_CANCELLED", "ORDER_CANCELLED"),
+                            ("PAYMENT_REFUNDED", "PAYMENT_REFUNDED"),
+                            ("APPROVAL_TIMEOUT", "APPROVAL_TIMEOUT"),
+                            ("DISPATCH_FAILED", "DISPATCH_FAILED"),
+                            ("ORDER_FAILED", "ORDER_FAILED"),
+                            ("ORDER_COMPLETED", "ORDER_COMPLETED"),
+                        ],
+                        max_length=255,
+                    ),
+                ),
+                ("payload_json", models.JSONField(default=dict)),
+                ("timestamp", models.DateTimeField()),
+                (
+                    "order",
+                    models.ForeignKey(
+                        db_column="order_id",
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="events",
+                        to="orders.order",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'events',
-                'ordering': ['timestamp', 'id'],
-                'indexes': [models.Index(fields=['order'], name='idx_events_order_id'), models.Index(fields=['timestamp'], name='idx_events_timestamp'), models.Index(fields=['type'], name='idx_events_type')],
+                "db_table": "events",
+                "ordering": ["timestamp", "id"],
+                "indexes": [
+                    models.Index(fields=["order"], name="idx_events_order_id"),
+                    models.Index(fields=["timestamp"], name="idx_events_timestamp"),
+                    models.Index(fields=["type"], name="idx_events_type"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Payment',
+            name="Payment",
             fields=[
-                ('payment_id', models.CharField(max_length=255, primary_key=True, serialize=False)),
-                ('status', models.CharField(choices=[('PENDING', 'PENDING'), ('COMPLETED', 'COMPLETED'), ('FAILED', 'FAILED'), ('REFUNDED', 'REFUNDED')], default=lifecycle.states.PaymentStatus['PENDING'], max_length=255)),
-                ('amount', models.DecimalField(decimal_places=2, max_digits=10)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('order', models.ForeignKey(db_column='order_id', on_delete=django.db.models.deletion.PROTECT, related_name='payments', to='orders.order')),
+                ("payment_id", models.CharField(max_length=255, primary_key=True, serialize=False)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("PENDING", "PENDING"),
+                            ("COMPLETED", "COMPLETED"),
+                            ("FAILED", "FAILED"),
+                            ("REFUNDED", "REFUNDED"),
+                        ],
+                        default=lifecycle.states.PaymentStatus["PENDING"],
+                        max_length=255,
+                    ),
+                ),
+                ("amount", models.DecimalField(decimal_places=2, max_digits=10)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "order",
+                    models.ForeignKey(
+                        db_column="order_id",
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="payments",
+                        to="orders.order",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'payments',
-                'indexes': [models.Index(fields=['order'], name='idx_payments_order_id')],
+                "db_table": "payments",
+                "indexes": [models.Index(fields=["order"], name="idx_payments_order_id")],
             },
         ),
     ]

@@ -6,31 +6,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('orders', '0002_groups'),
+        ("orders", "0002_groups"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ConsoleSubmission',
+            name="ConsoleSubmission",
             fields=[
-                ('nonce', models.CharField(max_length=64, primary_key=True, serialize=False)),
-                ('outcome', models.JSONField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("nonce", models.CharField(max_length=64, primary_key=True, serialize=False)),
+                ("outcome", models.JSONField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'db_table': 'console_submissions',
+                "db_table": "console_submissions",
             },
         ),
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(fields=['updated_at'], name='idx_orders_updated_at'),
+            model_name="order",
+            index=models.Index(fields=["updated_at"], name="idx_orders_updated_at"),
         ),
         migrations.AddField(
-            model_name='consolesubmission',
-            name='user',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="consolesubmission",
+            name="user",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to=settings.AUTH_USER_MODEL
+            ),
         ),
     ]

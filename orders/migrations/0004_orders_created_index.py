@@ -4,14 +4,13 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('orders', '0003_console'),
+        ("orders", "0003_console"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(fields=['created_at', 'id'], name='idx_orders_created_id'),
+            model_name="order",
+            index=models.Index(fields=["created_at", "id"], name="idx_orders_created_id"),
         ),
     ]

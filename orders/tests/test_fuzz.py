@@ -52,6 +52,8 @@ OPERATIONS: list[tuple[str, str]] = [
     ("POST", "/orders/{order_id}/signals/approve"),
     ("POST", "/orders/{order_id}/signals/cancel"),
     ("POST", "/orders/{order_id}/signals/update-address"),
+    ("POST", "/orders/{order_id}/signals/claim"),
+    ("POST", "/orders/{order_id}/signals/release"),
     ("GET", "/orders/{order_id}/status"),
     ("GET", "/health"),
 ]

@@ -19,7 +19,12 @@ from scripts.chaoslib.scenarios import Driver, Outcome, Plan
 from scripts.chaoslib.stack import ChaosStack
 
 # The event a human action leaves, and the Update that must have been accepted for it.
-ACTION_EVENTS = {"ORDER_APPROVED": "approve", "ORDER_CANCELLED": "cancel"}
+ACTION_EVENTS = {
+    "ORDER_APPROVED": "approve",
+    "FIRST_APPROVAL": "approve",
+    "ORDER_CANCELLED": "cancel",
+    "ORDER_CLAIMED": "claim",
+}
 
 
 @dataclass
@@ -139,7 +144,7 @@ class Checker:
 
     def events(self) -> None:
         duplicates = self.facts.duplicate_events
-        self.add("duplicate events (same order and type, not ADDRESS_UPDATED)", len(duplicates), "= 0", not duplicates,
+        self.add("duplicate events (same order and type, not ADDRESS_UPDATED or claims)", len(duplicates), "= 0", not duplicates,
                  [f"{oid}: {kind} x{n}" for oid, kind, n in duplicates])  # fmt: skip
         gaps = trail_gaps(self.ended, self.facts)
         self.add(

@@ -17,7 +17,7 @@ from scripts.chaoslib.faults import FaultSchedule
 from scripts.chaoslib.histories import running_workflows
 from scripts.chaoslib.poller import END_STATES, POLL_SECONDS, StatePoller
 from scripts.chaoslib.report import Report
-from scripts.chaoslib.scenarios import Driver, make_plans
+from scripts.chaoslib.scenarios import REVIEWERS, Driver, Review, make_plans
 from scripts.chaoslib.stack import START_TIMEOUT_SECONDS, ChaosStack, say
 from scripts.stack import wait_for
 
@@ -31,8 +31,9 @@ def phase(timings: dict[str, float], name: str) -> Iterator[None]:
         timings[name] = round(time.monotonic() - began, 1)
 
 
-def setup(stack: ChaosStack) -> str:
-    """Bring the stack up; the API token."""
+def setup(stack: ChaosStack) -> tuple[str, tuple[str, str]]:
+    """Bring the stack up; the API token that starts the orders, and two reviewers' tokens (a
+    four-eyes order needs two approvers, neither of them its starter)."""
     database = stack.database
     say(f"database {database.name}, Temporal on {stack.temporal_address}, web on {stack.base_url}, logs in {stack.tmp}")
     stack.snapshot_source()
@@ -40,6 +41,7 @@ def setup(stack: ChaosStack) -> str:
     stack.start_temporal(wait=False)  # it boots while the migrations run
     stack.processes.manage("migrate", "--noinput", timeout=180)
     token = stack.create_token()
+    reviewers = (stack.create_token(REVIEWERS[0]), stack.create_token(REVIEWERS[1]))
     stack.wait_for_temporal()
     stack.start_worker()
     stack.start_web()
@@ -50,7 +52,7 @@ def setup(stack: ChaosStack) -> str:
 
     what = f"the worker to be ready (see {stack.tmp / 'worker.log'})"
     wait_for(worker_ready, seconds=START_TIMEOUT_SECONDS, what=what, interval=0.2)
-    return token
+    return token, reviewers
 
 
 def drive(stack: ChaosStack, driver: Driver, poller: StatePoller, schedule: FaultSchedule, total: int) -> None:
@@ -98,12 +100,12 @@ def execute(args: argparse.Namespace, stack: ChaosStack, command: str) -> int:
     began = time.monotonic()
     halt = threading.Event()
     with phase(timings, "setup"):
-        token = setup(stack)
+        token, reviewers = setup(stack)
     plans = make_plans(args.orders, args.seed, args.mix)
     poller = StatePoller(stack.database.name)
     poller.start()
     api = Api(stack.base_url, token, halt)
-    driver = Driver(api, poller, plans, args.concurrency, halt)
+    driver = Driver(api, poller, plans, args.concurrency, halt, Review(reviewers, args.four_eyes_min_total))
     try:
         say(f"driving {args.orders} orders, {args.concurrency} at a time, with faults")
         with phase(timings, "drive"):

@@ -9,6 +9,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from scripts.chaoslib.api import Api, ApiGaveUp, Reply
@@ -26,7 +27,11 @@ MIX: tuple[tuple[str, int], ...] = (
     ("cancel_after_payment", 16),
     ("address_change", 11),
     ("undeliverable", 11),
+    ("claimed", 10),
 )
+# The users whose tokens approve four-eyes orders (the starter's token may not) and claim orders.
+REVIEWERS = ("chaos-rita", "chaos-sam")
+WAIT_REVIEW_SECONDS = 60.0
 
 
 @dataclass
@@ -54,6 +59,22 @@ class Outcome:
     def expect(self, *states: str, charges: tuple[int, ...] = (1,)) -> None:
         self.expected_states = frozenset(states)
         self.expected_charges = frozenset(charges)
+
+
+@dataclass(frozen=True)
+class Review:
+    """The two reviewers' tokens and the four-eyes threshold the stack runs with ('' for none)."""
+
+    tokens: tuple[str, str]
+    four_eyes_min_total: str = ""
+
+    def four_eyes(self, plan: Plan) -> bool:
+        try:
+            threshold = Decimal(self.four_eyes_min_total.strip())
+        except InvalidOperation:
+            return False
+        total = sum(Decimal(item["price"]) * item["quantity"] for item in plan.body["items"])
+        return total >= threshold
 
 
 def make_plans(count: int, seed: int, mix: dict[str, int]) -> list[Plan]:
@@ -87,9 +108,16 @@ class Driver:
     """Runs each order's scenario through the API, a bounded number at a time."""
 
     def __init__(
-        self, api: Api, poller: StatePoller, plans: list[Plan], concurrency: int, halt: threading.Event
+        self,
+        api: Api,
+        poller: StatePoller,
+        plans: list[Plan],
+        concurrency: int,
+        halt: threading.Event,
+        review: Review | None = None,
     ) -> None:
         self.api = api
+        self.review = review or Review(("", ""))
         self.poller = poller
         self.halt = halt
         self.outcomes: dict[str, Outcome] = {}
@@ -138,13 +166,23 @@ class Driver:
             outcome.anomalies.append(f"start answered {reply.status}: {reply.detail}")
         return reply
 
-    def act(self, outcome: Outcome, action: str, body: dict[str, Any] | None = None) -> Reply:
+    def act(self, outcome: Outcome, action: str, body: dict[str, Any] | None = None, *, by: int = -1) -> Reply:
+        """`action` with the starter's token, or with reviewer `by`'s (0 or 1)."""
         # One key per intended action, kept through its retries.
         key = f"{action}-{uuid.uuid4().hex}"
-        return self.api.call("POST", f"/orders/{outcome.plan.order_id}/signals/{action}", body, outcome.trail, key)
+        token = self.review.tokens[by] if by >= 0 else None
+        path = f"/orders/{outcome.plan.order_id}/signals/{action}"
+        return self.api.call("POST", path, body, outcome.trail, key, token=token)
 
-    def approve(self, outcome: Outcome) -> Reply:
-        reply = self.act(outcome, "approve")
+    def approve(self, outcome: Outcome, *, first_by: int = 0) -> Reply:
+        """Approve as the starter; a four-eyes order by both reviewers instead, `first_by` first."""
+        if not self.review.four_eyes(outcome.plan):
+            reply = self.act(outcome, "approve")
+        else:
+            first = self.act(outcome, "approve", by=first_by)
+            if not (first.status == 202 or (first.uncertain and _first_approval_taken(first))):
+                outcome.anomalies.append(f"first approval answered {first.status}: {first.detail}")
+            reply = self.act(outcome, "approve", by=1 - first_by)
         if not (reply.status == 202 or (reply.uncertain and _already_approved(reply))):
             outcome.anomalies.append(f"approve answered {reply.status}: {reply.detail}")
         return reply
@@ -154,6 +192,11 @@ def _already_approved(reply: Reply) -> bool:
     """A 409 that proves an approval was applied: it says so, or the order has since completed (only
     an approved order can). An approval retried through 503s can arrive after the order finished."""
     return reply.status == 409 and ("already approved" in reply.detail or "has ended (COMPLETED)" in reply.detail)
+
+
+def _first_approval_taken(reply: Reply) -> bool:
+    """A 409 that proves a reviewer's first approval of a four-eyes order was applied."""
+    return reply.status == 409 and ("gave the first approval" in reply.detail or _already_approved(reply))
 
 
 def _cancel_taken(reply: Reply) -> bool:
@@ -172,18 +215,20 @@ def scenario_double_approve(driver: Driver, outcome: Outcome) -> None:
     outcome.expect("COMPLETED")
     if driver.start_order(outcome).status not in (200, 201):
         return
+    # A four-eyes order: the two reviewers at once; either may be first, both must be applied.
+    four_eyes = driver.review.four_eyes(outcome.plan)
     replies: list[Reply] = []
     errors: list[BaseException] = []
 
     def second() -> None:
         try:
-            replies.append(driver.act(outcome, "approve"))
+            replies.append(driver.act(outcome, "approve", by=1 if four_eyes else -1))
         except BaseException as err:  # re-raised below, on the scenario's own thread
             errors.append(err)
 
     other = threading.Thread(target=second, daemon=True)
     other.start()
-    replies.append(driver.act(outcome, "approve"))
+    replies.append(driver.act(outcome, "approve", by=0 if four_eyes else -1))
     other.join()
     if errors:
         raise errors[0]
@@ -191,7 +236,9 @@ def scenario_double_approve(driver: Driver, outcome: Outcome) -> None:
     outcome.notes.append(f"double approve answered {statuses}")
     # One of the two must be the one applied (unless a lost answer hides it); the other is a 409.
     applied = any(r.status == 202 for r in replies) or any(r.uncertain for r in replies)
-    if not applied or not all(r.status == 202 or _already_approved(r) for r in replies):
+    if four_eyes:
+        applied = all(r.status == 202 or (r.uncertain and _first_approval_taken(r)) for r in replies)
+    if not applied or not all(r.status == 202 or _already_approved(r) or _first_approval_taken(r) for r in replies):
         outcome.anomalies.append(f"double approve answered {[(r.status, r.detail) for r in replies]}")
 
 
@@ -261,6 +308,33 @@ def scenario_undeliverable(driver: Driver, outcome: Outcome) -> None:
         driver.approve(outcome)
 
 
+def scenario_claimed(driver: Driver, outcome: Outcome) -> None:
+    """Reviewer 0 claims the order under review: reviewer 1's approval is refused naming the
+    claimant, then the claimant approves (and, for a four-eyes order, reviewer 1 gives the second)."""
+    outcome.expect("COMPLETED")
+    if driver.start_order(outcome).status not in (200, 201):
+        return
+    seen = driver.poller.wait(
+        outcome.plan.order_id, frozenset({"AWAITING_APPROVAL"}) | END_STATES, WAIT_REVIEW_SECONDS, driver.halt
+    )
+    if seen != "AWAITING_APPROVAL":
+        outcome.anomalies.append(f"not up for review within {WAIT_REVIEW_SECONDS:.0f} s (seen {seen})")
+        return
+    claimant = f"claimed by {REVIEWERS[0]}"
+    claim = driver.act(outcome, "claim", by=0)
+    if not (claim.status == 202 or (claim.uncertain and claim.status == 409 and claimant in claim.detail)):
+        outcome.anomalies.append(f"claim answered {claim.status}: {claim.detail}")
+    other = driver.act(outcome, "approve", by=1)
+    if not (other.status == 409 and claimant in other.detail):
+        outcome.anomalies.append(f"an approval past the claim answered {other.status}: {other.detail}")
+    if driver.review.four_eyes(outcome.plan):
+        driver.approve(outcome, first_by=0)
+        return
+    reply = driver.act(outcome, "approve", by=0)
+    if not (reply.status == 202 or (reply.uncertain and _already_approved(reply))):
+        outcome.anomalies.append(f"the claimant's approval answered {reply.status}: {reply.detail}")
+
+
 SCENARIOS: dict[str, Callable[[Driver, Outcome], None]] = {
     "approve": scenario_approve,
     "double_approve": scenario_double_approve,
@@ -269,5 +343,6 @@ SCENARIOS: dict[str, Callable[[Driver, Outcome], None]] = {
     "cancel_after_payment": scenario_cancel_after_payment,
     "address_change": scenario_address_change,
     "undeliverable": scenario_undeliverable,
+    "claimed": scenario_claimed,
 }
 assert set(SCENARIOS) == {kind for kind, _ in MIX}

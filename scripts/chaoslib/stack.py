@@ -61,6 +61,7 @@ class ChaosStack:
                 "FLAKY_CALL_FAILURE_RATE": args.flaky_rate,
                 "FLAKY_CALL_TIMEOUT_SHARE": args.hang_share,
                 "APPROVAL_TIMEOUT_SECONDS": args.approval_timeout,
+                "FOUR_EYES_MIN_TOTAL": args.four_eyes_min_total,
                 "CHAOS_CRASH_AFTER_CHARGE_RATE": 0,
                 "WORKER_GRACE_SECONDS": 3,
                 "DEBUG": False,
@@ -120,8 +121,9 @@ class ChaosStack:
     def health(self) -> int:
         return web_health(self.web_port)
 
-    def create_token(self) -> str:
-        out = self.processes.manage("create_api_token", "chaos", "--create-user", "--name", "chaos", timeout=180)
+    def create_token(self, username: str = "chaos") -> str:
+        """A token of a new user `username` (in the API clients group: may start and approve)."""
+        out = self.processes.manage("create_api_token", username, "--create-user", "--name", "chaos", timeout=180)
         return out.stdout.strip().splitlines()[-1]
 
     # --- supervision and faults ---------------------------------------------------------------

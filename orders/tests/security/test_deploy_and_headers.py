@@ -218,7 +218,7 @@ def test_console_admin_and_api_docs_run_in_chromium_without_a_csp_violation(
         ):
             page.goto(live_server.url + path)
             page.wait_for_load_state("networkidle")
-        assert page.locator(".opblock").count() == 6  # Swagger UI rendered every operation
+        assert page.locator(".opblock").count() == 8  # Swagger UI rendered every operation
         # The policy is live: an injected inline script is blocked and reported.
         page.evaluate(
             "() => { const s = document.createElement('script'); s.textContent = 'window.ran = 1'; document.body.append(s); }"
