@@ -253,6 +253,7 @@ def test_notes_and_reasons_are_shown_as_typed_never_run(team_stack: Stack, team:
         page.click("[data-confirm='cancel-dialog']")
         page.select_option("#cancel-code", "other")
         page.fill("#cancel-text", hostile)
+        screenshot(page, "cancel-dialog.png")
         page.click("button:text-is('Yes, cancel the order')")
         page.wait_for_selector('#timeline li[data-event-type="ORDER_CANCELLED"]')
         assert hostile in page.inner_text('#timeline li[data-event-type="ORDER_CANCELLED"]')
@@ -277,6 +278,7 @@ def test_a_phone_shows_the_queue_without_sideways_scroll_and_keeps_the_deadline_
         # The deadline is in the reader's zone, labelled with it.
         assert "EST" in page.inner_text(f"{row} .deadline")
         page.goto(f"{team_stack.url}/review/orders/{order_id}/")
+        screenshot(page, "order-phone.png")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         assert "EST" in page.inner_text("#timeline time >> nth=0")
         # The skip link is the first stop of the keyboard; on the queue it leads to the orders.
