@@ -39,7 +39,7 @@ def order_status(*, order_id: str) -> dict[str, Any] | None:
     payment and its event timeline (3 queries)."""
     if order_id_problem(order_id):
         return None
-    order = Order.objects.select_related("claimed_by", "first_approver").filter(id=order_id).first()
+    order = Order.objects.select_related("claimed_by", "first_approver", "started_by").filter(id=order_id).first()
     if order is None:
         return None
     payment = order.payments.order_by("created_at").first()
@@ -260,7 +260,7 @@ def order_page(*, order_id: str, all_events: bool = False) -> tuple[Order, Payme
     `all_events` (4 queries whatever the number of events)."""
     if order_id_problem(order_id):
         return None
-    order = Order.objects.select_related("claimed_by", "first_approver").filter(id=order_id).first()
+    order = Order.objects.select_related("claimed_by", "first_approver", "started_by").filter(id=order_id).first()
     if order is None:
         return None
     payment = order.payments.order_by("created_at").first()

@@ -296,3 +296,15 @@ def test_approve_and_open_the_next_goes_to_the_next_order_nobody_else_holds(work
     assert response.status_code == 302
     assert response["Location"] == f"/review/orders/{second}/"
     assert b"Approved: " + first.encode() in client.get(response["Location"]).content
+
+
+def test_the_order_page_says_who_holds_the_claim_and_who_may_not_approve(db: None) -> None:
+    rita, sam, shop = member("rita"), member("sam"), User.objects.create_user("shop")
+    now = timezone.now()
+    order = make_order(claimed_by=sam, claimed_at=now, approvals_required=2, started_by=shop, total=Decimal("1300"))
+    html = console_for(rita).get(f"/review/orders/{order.id}/").content.decode()
+    assert "Claimed by <bdi>sam</bdi>" in html and "approvals by anyone else are refused" in html
+    assert "0 of 2 approvals" in html
+    assert "Started by <bdi>shop</bdi>, who cannot approve it" in html
+    assert 'data-shortcut="claim"' not in html  # a reviewer cannot take it over; a supervisor can
+    assert ">Take over<" in console_for(member("sue", SUPERVISORS)).get(f"/review/orders/{order.id}/").content.decode()
