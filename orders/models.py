@@ -29,6 +29,7 @@ class Order(models.Model):
     # Reviewer teams (docs/decisions/0007-reviewer-teams.md): copies of what the workflow decided,
     # written by its activities with the event that records each decision. No index of their own:
     # every order writes them, and the lists that filter by them read the state index first.
+    # `claimed_by` means something only while the order awaits approval (the API shows it then).
     started_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
