@@ -32,7 +32,7 @@ from django.views.decorators.http import require_POST
 from lifecycle.states import END_STATES, Action, allows, refusal_reason
 from lifecycle.validation import ADDRESS_FIELD_MAX, REASON_MAX, address_problems, reason_problem
 from orders.actions import BULK_LIMIT, ActionOutcome, Verdict, order_act_many_sync, order_act_sync
-from orders.models import ApiToken, Event, Order, Payment
+from orders.models import ApiToken, Event, Note, Order, Payment
 from orders.permissions import APPROVE_ORDER, CANCEL_ORDER, CHANGE_APITOKEN, CHANGE_ORDER, CHANGE_ORDER_ADDRESS
 from orders.selectors import CappedPaginator
 from orders.tokens import token_revoke
@@ -527,6 +527,19 @@ class EventAdmin(ReadOnly, GrowingListAdmin, admin.ModelAdmin):
     search_fields = ("order__id__exact",)
     search_help_text = "Search by the exact order id."
     fields = ("id", order_link, "type", "timestamp", event_who, event_payload)
+    readonly_fields = fields
+
+
+@admin.register(Note)
+class NoteAdmin(ReadOnly, admin.ModelAdmin):
+    """Reviewers' notes: written in the console, never edited or deleted, here only read."""
+
+    list_display = ("created_at", "order", "author", "text")
+    list_select_related = ("order", "author")
+    ordering = ("-created_at", "-id")
+    search_fields = ("order__id__exact",)
+    search_help_text = "Search by the exact order id."
+    fields = ("order", "author", "created_at", "text")
     readonly_fields = fields
 
 

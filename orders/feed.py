@@ -33,7 +33,7 @@ LOOK_BACK = timedelta(seconds=3)
 PAGE_SIZE = 500
 PAGES_PER_TICK = 10
 
-Row = tuple[str, str, datetime]  # id, state, updated_at
+Row = tuple[Any, ...]  # id, state, updated_at, and who holds the claim (username or None)
 Key = tuple[datetime, str]  # (updated_at, id): the order the feed reads rows in
 
 
@@ -97,17 +97,20 @@ class Window:
 
     def news(self, page: list[Row]) -> list[dict[str, Any]]:
         changes = []
-        for order_id, state, updated_at in page:
+        for order_id, state, updated_at, *more in page:
             if self.sent.get(order_id) == updated_at:
                 continue
             self.sent[order_id] = updated_at
-            changes.append({"order_id": order_id, "state": state, "updated_at": updated_at.isoformat()})
+            change = {"order_id": order_id, "state": state, "updated_at": updated_at.isoformat()}
+            if more:
+                change["claimed_by"] = more[0]
+            changes.append(change)
         return changes
 
     def read(self, pages: list[list[Row]]) -> None:
         last = pages[-1]
         if len(last) == PAGE_SIZE:
-            order_id, _, updated_at = last[-1]
+            order_id, _, updated_at, *_ = last[-1]
             self.resume = (updated_at, order_id)
             return
         self.resume = None
@@ -126,7 +129,7 @@ def _read(start: Key, pages: int) -> list[list[Row]]:
             result.append(page)
             if len(page) < PAGE_SIZE:
                 break
-            order_id, _, updated_at = page[-1]
+            order_id, _, updated_at, *_ = page[-1]
             after = (updated_at, order_id)
         return result
     finally:
@@ -140,7 +143,7 @@ def _page_after(key: Key) -> list[Row]:
         Order.objects.filter(updated_at__gte=updated_at)
         .filter(Q(updated_at__gt=updated_at) | Q(id__gt=order_id))
         .order_by("updated_at", "id")
-        .values_list("id", "state", "updated_at")[:PAGE_SIZE]
+        .values_list("id", "state", "updated_at", "claimed_by__username")[:PAGE_SIZE]
     )
 
 

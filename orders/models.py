@@ -200,3 +200,30 @@ class ConsoleSubmission(models.Model):
 
     def __str__(self) -> str:
         return self.nonce
+
+
+class Note(models.Model):
+    """A reviewer's note on an order: written once, never edited or deleted."""
+
+    TEXT_MAX = 2000
+
+    # idx_notes_order_created below serves lookups by order; a second index would only cost writes.
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="notes", db_index=False)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    text = models.TextField(max_length=TEXT_MAX)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "order_notes"
+        indexes = [models.Index(fields=["order", "created_at"], name="idx_notes_order_created")]
+
+    def __str__(self) -> str:
+        return f"note {self.pk} on {self.order_id}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self._state.adding:
+            raise PermissionError("notes are never edited")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise PermissionError("notes are never deleted")

@@ -22,6 +22,7 @@ CHANGE_ORDER_ADDRESS = "orders.change_order_address"
 CHANGE_APITOKEN = "orders.change_apitoken"  # revoking a token is changing it
 REASSIGN_ORDER = "orders.reassign_order"  # take over another reviewer's claim
 VIEW_METRICS = "orders.view_metrics"  # GET /metrics (a monitoring system's token)
+ADD_NOTE = "orders.add_note"  # a reviewer's note on an order (notes are never changed or deleted)
 
 # The permission each human action needs, on every surface.
 ACTION_PERMISSIONS: dict[Action, str] = {
@@ -38,10 +39,11 @@ API_PERMISSIONS = sorted({ADD_ORDER, VIEW_ORDER, REASSIGN_ORDER, *ACTION_PERMISS
 REVIEWERS = "Reviewers"
 API_CLIENTS = "API clients"
 SUPERVISORS = "Supervisors"  # also who gets an escalation's email
+REVIEW_GROUPS = [REVIEWERS, SUPERVISORS]  # the groups whose members the console's team view lists
 REVIEWER_PERMISSIONS = sorted({VIEW_ORDER, *ACTION_PERMISSIONS.values()})
 GROUPS = {
-    REVIEWERS: REVIEWER_PERMISSIONS,
-    SUPERVISORS: [*REVIEWER_PERMISSIONS, REASSIGN_ORDER],
+    REVIEWERS: [*REVIEWER_PERMISSIONS, ADD_NOTE],
+    SUPERVISORS: [*REVIEWER_PERMISSIONS, ADD_NOTE, REASSIGN_ORDER],
     API_CLIENTS: [*REVIEWER_PERMISSIONS, ADD_ORDER],
 }
 

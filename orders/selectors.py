@@ -9,11 +9,11 @@ from typing import Any
 
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
 from lifecycle.states import END_STATES, Action, EventType, State, allowed_actions
 from lifecycle.validation import order_id_problem
-from orders.models import Event, Order, Payment
+from orders.models import Event, Note, Order, Payment
 
 
 def order_get(*, order_id: str) -> Order | None:
@@ -49,7 +49,7 @@ def order_status(*, order_id: str) -> dict[str, Any] | None:
     payment and its event timeline (3 queries)."""
     if order_id_problem(order_id):
         return None
-    order = Order.objects.select_related("claimed_by", "first_approver").filter(id=order_id).first()
+    order = Order.objects.select_related("claimed_by", "first_approver", "started_by").filter(id=order_id).first()
     if order is None:
         return None
     payment = order.payments.order_by("created_at").first()
@@ -102,7 +102,24 @@ def review_status(order: Order, events: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # --- the review console ----------------------------------------------------------------------
-QUEUE_FIELDS = ("id", "state", "items_json", "address_json", "total", "created_at", "updated_at", "approval_deadline")
+QUEUE_FIELDS = (
+    "id",
+    "state",
+    "items_json",
+    "address_json",
+    "total",
+    "created_at",
+    "updated_at",
+    "approval_deadline",
+    "claimed_at",
+    "first_approved_at",
+    "approvals_required",
+    "escalated_at",
+    "claimed_by__username",
+    "first_approver__username",
+)
+# The queue's narrower views (besides the state tabs): who holds the claim, escalation, four-eyes.
+QUEUE_VIEWS = ("mine", "unclaimed", "escalated", "second")
 OPEN_STATES = tuple(state.value for state in State if state not in END_STATES)
 ENDED_STATES = tuple(state.value for state in State if state in END_STATES)
 # Ended orders only accumulate, so lists of them are counted up to this many rows and no further:
@@ -184,14 +201,48 @@ class CappedPaginator(Paginator):  # type: ignore[type-arg]
         return self.tally.more
 
 
-def review_queue(*, state: str | None, query: str = "") -> QuerySet[Order]:
-    """Orders for the console's list: waiting ones oldest first, others most recent first."""
-    orders = Order.objects.only(*QUEUE_FIELDS)
+def review_queue(
+    *,
+    state: str | None,
+    query: str = "",
+    min_total: Any = None,
+    max_total: Any = None,
+    sort: str = "",
+    view: str = "",
+    user_id: int | None = None,
+) -> QuerySet[Order]:
+    """Orders for the console's list, with who holds each claim and gave each first approval (one
+    query with its joins). Waiting ones escalated first, then by deadline (soonest first) unless
+    sorted by age (oldest first) or total (largest first); others most recent first. `view`
+    narrows to the orders claimed by `user_id` ("mine"), claimed by nobody, escalated, or waiting
+    for a second approval."""
+    orders = Order.objects.select_related("claimed_by", "first_approver").only(*QUEUE_FIELDS)
+    if view == "mine":
+        orders = orders.filter(claimed_by_id=user_id)
+    elif view == "unclaimed":
+        orders = orders.filter(claimed_by__isnull=True)
+    elif view == "escalated":
+        orders = orders.filter(escalated_at__isnull=False)
+    elif view == "second":
+        orders = orders.filter(approvals_required__gte=2, first_approver__isnull=False)
     if state:
         orders = orders.filter(state=state)
     if query:
         orders = orders.filter(id__startswith=query)
+    if min_total is not None:
+        orders = orders.filter(total__gte=min_total)
+    if max_total is not None:
+        orders = orders.filter(total__lte=max_total)
     if state == State.AWAITING_APPROVAL:
+        escalated_first = F("escalated_at").asc(nulls_last=True)
+        if sort == "total":
+            return orders.order_by(escalated_first, "-total", "created_at", "id")
+        if sort == "age":
+            return orders.order_by(escalated_first, "created_at", "id")
+        return orders.order_by(escalated_first, F("approval_deadline").asc(nulls_last=True), "created_at", "id")
+    if sort == "total":
+        return orders.order_by("-total", "created_at", "id")
+    if sort == "age":
         return orders.order_by("created_at", "id")
     return orders.order_by("-created_at", "-id")
 
@@ -217,7 +268,9 @@ class Timeline:
 def order_page(*, order_id: str, all_events: bool = False) -> tuple[Order, Payment | None, Timeline] | None:
     """An order with its payment and its timeline: the latest TIMELINE_LATEST events unless
     `all_events` (4 queries whatever the number of events)."""
-    order = order_get(order_id=order_id)
+    if order_id_problem(order_id):
+        return None
+    order = Order.objects.select_related("claimed_by", "first_approver", "started_by").filter(id=order_id).first()
     if order is None:
         return None
     payment = order.payments.order_by("created_at").first()
@@ -227,3 +280,148 @@ def order_page(*, order_id: str, all_events: bool = False) -> tuple[Order, Payme
     else:
         events = list(order.events.order_by("-timestamp", "-id")[:TIMELINE_LATEST])[::-1]
     return order, payment, Timeline(events=events, total=sum(by_type.values()), types=frozenset(by_type))
+
+
+# --- notes, and the timeline they share with events ----------------------------------------
+NOTES_SHOWN = 200  # notes an order page shows at most (the latest)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of an order's timeline: an event or a note, at its time."""
+
+    at: Any  # datetime
+    event: Event | None = None
+    note: Note | None = None
+
+
+def order_notes(*, order_id: str) -> list[Note]:
+    """The order's latest notes with their authors, oldest first (1 query)."""
+    notes = Note.objects.filter(order_id=order_id).select_related("author").order_by("-created_at", "-id")
+    return list(notes[:NOTES_SHOWN])[::-1]
+
+
+def timeline_entries(*, events: list[Event], notes: list[Note], partial: bool) -> list[Entry]:
+    """Events and notes in time order. When older events are hidden, so are the notes before them."""
+    since = events[0].timestamp if partial and events else None
+    entries = [Entry(at=e.timestamp, event=e) for e in events]
+    entries += [Entry(at=n.created_at, note=n) for n in notes if since is None or n.created_at >= since]
+    return sorted(entries, key=lambda entry: entry.at)
+
+
+def last_decision(*, order_id: str) -> tuple[str, str, Any] | None:
+    """The latest event that decided or held the order, as (type, actor, time); for a refusal that
+    names who acted first (1 query)."""
+    deciding = [
+        EventType.ORDER_APPROVED,
+        EventType.ORDER_CANCELLED,
+        EventType.FIRST_APPROVAL,
+        EventType.ORDER_CLAIMED,
+        EventType.APPROVAL_TIMEOUT,
+    ]
+    row = (
+        Event.objects.filter(order_id=order_id, type__in=deciding)
+        .order_by("-timestamp", "-id")
+        .values_list("type", "payload_json", "timestamp")
+        .first()
+    )
+    if row is None:
+        return None
+    kind, payload, at = row
+    actor = payload.get("actor", "") if isinstance(payload, dict) else ""
+    return kind, str(actor or ""), at
+
+
+def next_waiting(*, after: str, user_id: int | None) -> str | None:
+    """The next order for this reviewer after `after`: the first the queue lists of those awaiting
+    approval that nobody else holds a claim on (1 query)."""
+    waiting = review_queue(state=State.AWAITING_APPROVAL).exclude(id=after)
+    free = waiting.filter(Q(claimed_by__isnull=True) | Q(claimed_by_id=user_id))
+    return free.values_list("id", flat=True).first()
+
+
+# --- who did what -----------------------------------------------------------------------------
+# A decision is an event a person's action recorded that moved the order towards its end.
+DECISION_TYPES = (EventType.ORDER_APPROVED, EventType.FIRST_APPROVAL, EventType.ORDER_CANCELLED)
+PERSON_ACTION_TYPES = (*DECISION_TYPES, EventType.ADDRESS_UPDATED, EventType.ORDER_CLAIMED, EventType.ORDER_RELEASED)
+ACTIONS_SHOWN = 100
+
+
+@dataclass(frozen=True)
+class Tallies:
+    today: int
+    week: int
+    median_seconds: float | None  # from the order's arrival to the decision, over this week's decisions
+
+
+def period_starts(now: Any) -> tuple[Any, Any]:
+    """The start of today and of this week (Monday), in the console's time zone."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    local = timezone.localtime(now)
+    today = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return today, today - timedelta(days=today.weekday())
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _tallies(rows: list[tuple[Any, Any]], today: Any) -> Tallies:
+    """From (decided at, order arrived at) pairs of this week's decisions."""
+    return Tallies(
+        today=sum(1 for at, _ in rows if at >= today),
+        week=len(rows),
+        median_seconds=_median([(at - arrived).total_seconds() for at, arrived in rows]),
+    )
+
+
+def person_activity(*, username: str, now: Any) -> tuple[Tallies, list[dict[str, Any]]]:
+    """A reviewer's decisions today and this week, and their latest actions (2 queries)."""
+    today, week = period_starts(now)
+    theirs = Event.objects.filter(payload_json__actor=username)
+    decided = list(
+        theirs.filter(type__in=DECISION_TYPES, timestamp__gte=week).values_list("timestamp", "order__created_at")
+    )
+    actions = list(
+        theirs.filter(type__in=PERSON_ACTION_TYPES)
+        .order_by("-timestamp", "-id")
+        .values("order_id", "type", "timestamp", "payload_json")[:ACTIONS_SHOWN]
+    )
+    return _tallies(decided, today), actions
+
+
+def team_activity(*, now: Any, usernames: list[str]) -> list[tuple[str, Tallies]]:
+    """Each of `usernames` (and anyone else who decided this week) with their tallies (1 query)."""
+    today, week = period_starts(now)
+    rows = Event.objects.filter(type__in=DECISION_TYPES, timestamp__gte=week).values_list(
+        "payload_json", "timestamp", "order__created_at"
+    )
+    by_actor: dict[str, list[tuple[Any, Any]]] = {name: [] for name in usernames}
+    for payload, at, arrived in rows:
+        actor = payload.get("actor") if isinstance(payload, dict) else None
+        if actor:
+            by_actor.setdefault(str(actor), []).append((at, arrived))
+    return sorted(((name, _tallies(pairs, today)) for name, pairs in by_actor.items()), key=lambda t: t[0])
+
+
+def team_members() -> list[str]:
+    """The usernames of the active members of the groups that review (1 query)."""
+    from django.contrib.auth import get_user_model
+
+    from orders.permissions import REVIEW_GROUPS
+
+    users = get_user_model().objects.filter(is_active=True, groups__name__in=REVIEW_GROUPS).distinct()
+    return sorted(users.values_list("username", flat=True))
+
+
+def queue_ids(*, limit: int, **filters: Any) -> list[str]:
+    """The ids the console's list shows for these filters (`review_queue`'s), in its order, up to
+    `limit` (1 query)."""
+    return list(review_queue(**filters).values_list("id", flat=True)[:limit])

@@ -23,7 +23,7 @@ from lifecycle import providers
 from lifecycle.states import EventType, PaymentStatus, State
 from lifecycle.validation import order_total
 from orders import metrics
-from orders.models import Event, Order, Payment
+from orders.models import Event, Note, Order, Payment
 
 logger = logging.getLogger(__name__)
 
@@ -307,3 +307,8 @@ def order_address_update(*, order_id: str, event_id: str, address: dict[str, Any
             payload={"old": old, "new": address, "actor": actor, "via": via},
             order_fields={"address_json": address},
         )
+
+
+def note_add(*, order_id: str, author: Any, text: str) -> Note:
+    """Record a reviewer's note on an order (the caller checked `orders.add_note` and the length)."""
+    return Note.objects.create(order_id=order_id, author=author, text=text)

@@ -98,3 +98,42 @@ def event_summary(payload: dict[str, Any]) -> SafeString:
     if "approval_deadline" in payload:
         parts.append(format_html("review due by {}", _moment(payload["approval_deadline"])))
     return format_html_join("; ", "{}", ((part,) for part in parts))
+
+
+@register.filter
+def moment(value: Any, style: str = "datetime") -> SafeString:
+    """A time for people: `<time>` with the ISO instant, shown in the server's zone (UTC), labelled.
+
+    The console's script rewrites it in the reader's own zone, labelled with that zone's name;
+    without the script the UTC text stays, which says it is UTC. `style` "time" shows only the
+    time of day in the text that the script writes (the date stays in the title).
+    """
+    if value is None or timezone.is_naive(value):
+        return SafeString("")
+    local = timezone.localtime(value)
+    text = local.strftime("%Y-%m-%d %H:%M:%S %Z")
+    return format_html('<time datetime="{}" data-local="{}" title="{}">{}</time>', value.isoformat(), style, text, text)
+
+
+@register.filter
+def duration(seconds: float | None) -> str:
+    """Seconds in words a person reads at a glance: "42 s", "7 min", "3 h 05 min", "2 d 4 h"."""
+    if seconds is None:
+        return "—"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+@register.filter
+def event_words(kind: str) -> str:
+    """An event type as a reviewer says it ("Order approved")."""
+    return kind.replace("_", " ").capitalize()

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,9 @@ class Stack:
         return order_id
 
 
-@pytest.fixture(scope="module")
-def stack(django_db_setup: None, django_db_blocker: Any, temporal: Any, tmp_path_factory: Any) -> Iterator[Stack]:
+@contextmanager
+def running_stack(django_db_blocker: Any, temporal: Any, log_dir: Path, **extra: Any) -> Iterator[Stack]:
+    """The web app and a worker on the test database, with `extra` settings (allow-listed names)."""
     from lifecycle.tests.test_runworker import database_url
 
     _require_chromium()
@@ -87,8 +89,9 @@ def stack(django_db_setup: None, django_db_blocker: Any, temporal: Any, tmp_path
         "REVIEW_FEED_INTERVAL_SECONDS": 0.1,
         "TEMPORAL_UI_URL": "http://localhost:8233",
         "LOG_LEVEL": "INFO",
+        **extra,
     }
-    processes = scripts.stack.Stack(settings, log_dir=tmp_path_factory.mktemp("stack"), grace=20)
+    processes = scripts.stack.Stack(settings, log_dir=log_dir, grace=20)
     port = scripts.stack.free_port()
     try:
         web = processes.start_web(port)
@@ -98,6 +101,12 @@ def stack(django_db_setup: None, django_db_blocker: Any, temporal: Any, tmp_path
         yield Stack(url=f"http://127.0.0.1:{port}", processes=processes)
     finally:
         processes.stop_all()
+
+
+@pytest.fixture(scope="module")
+def stack(django_db_setup: None, django_db_blocker: Any, temporal: Any, tmp_path_factory: Any) -> Iterator[Stack]:
+    with running_stack(django_db_blocker, temporal, tmp_path_factory.mktemp("stack")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -245,16 +254,18 @@ def test_cancel_asks_for_confirmation_first(stack: Stack, people: dict[str, Any]
     order_id = stack.start_order(people["token"])
     wait_for_state(order_id, "AWAITING_APPROVAL")
     log_in(page, stack, "rita", f"/review/orders/{order_id}/")
-    page.click("button:text-is('Cancel order…')")
+    page.click("[data-confirm='cancel-dialog']:text-is('Cancel order…')")
     page.wait_for_selector("#cancel-dialog[open]")
     page.click("#cancel-dialog button:text-is('Keep the order')")
     from orders.models import Order
 
     assert Order.objects.get(id=order_id).state == "AWAITING_APPROVAL"
-    page.click("button:text-is('Cancel order…')")
+    page.click("[data-confirm='cancel-dialog']:text-is('Cancel order…')")
+    page.select_option("#cancel-code", "out_of_stock")
     page.click("#cancel-dialog button:text-is('Yes, cancel the order')")
     page.wait_for_selector(".message.success")
     page.wait_for_selector('#order-state[data-state="CANCELLED"]')
+    assert "Out of stock" in page.inner_text("#timeline")
 
 
 def test_staff_edit_an_address_in_admin_and_the_timeline_shows_who(

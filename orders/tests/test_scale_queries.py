@@ -30,7 +30,7 @@ pytestmark = pytest.mark.django_db
 # Every console page starts with 4: the session, the user, the user's and the group's permissions.
 QUEUE_QUERIES = 6  # + the per-state counts (one query) + the page's rows
 QUEUE_SEARCH_QUERIES = 7  # + a count of the matching orders, capped
-ORDER_PAGE_QUERIES = 8  # + the order, its payment, its events by type, the latest events
+ORDER_PAGE_QUERIES = 9  # + the order (with its claimant and first approver), its payment, its events by type, the latest events, its notes
 ADMIN_LIST_QUERIES = 4  # the session, the (super)user, a capped count, the page's rows
 ADMIN_CHANGE_QUERIES = 6  # the session, the user, the order, its payments, its latest events, their count
 

@@ -5,7 +5,8 @@ Each page has its module; `common` holds what they share.
 """
 
 from orders.actions import BULK_LIMIT
-from orders.views.order import order_action, order_detail
+from orders.views.order import order_action, order_detail, order_note
+from orders.views.people import person, team
 from orders.views.queue import bulk, queue
 
-__all__ = ["BULK_LIMIT", "bulk", "order_action", "order_detail", "queue"]
+__all__ = ["BULK_LIMIT", "bulk", "order_action", "order_detail", "order_note", "person", "queue", "team"]

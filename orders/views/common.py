@@ -14,10 +14,12 @@ from django.db import IntegrityError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from lifecycle.states import Action
+from orders import selectors
 from orders.actions import ActionOutcome, Verdict
 from orders.models import ConsoleSubmission
 from orders.permissions import ACTION_PERMISSIONS, VIEW_ORDER
@@ -27,6 +29,8 @@ UNCONFIRMED_WORDS = {
     Action.APPROVE: ("the approval of", "Approve"),
     Action.CANCEL: ("the cancellation of", "Yes, cancel the order"),
     Action.UPDATE_ADDRESS: ("the address change of", "Save address"),
+    Action.CLAIM: ("the claim of", "Claim"),
+    Action.RELEASE: ("the release of", "Release"),
 }
 
 console_view = permission_required(VIEW_ORDER, raise_exception=True)
@@ -46,6 +50,27 @@ def outcome_dict(outcome: ActionOutcome) -> dict[str, Any]:
         "detail": outcome.detail,
         "state": outcome.state,
     }
+
+
+DECIDED_WORDS = {
+    "ORDER_APPROVED": "approved",
+    "FIRST_APPROVAL": "given the first approval",
+    "ORDER_CANCELLED": "cancelled",
+    "ORDER_CLAIMED": "claimed",
+}
+
+
+def name_who_decided(outcome: dict[str, Any], me: str) -> dict[str, Any]:
+    """A refusal that says who acted first, when the workflow's words do not name them already."""
+    found = selectors.last_decision(order_id=outcome["order_id"])
+    if found is None:
+        return outcome
+    kind, actor, at = found
+    if not actor or kind not in DECIDED_WORDS or actor in outcome["detail"]:
+        return outcome
+    who = "you" if actor == me else actor
+    when = timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return {**outcome, "detail": f"{outcome['detail']} ({DECIDED_WORDS[kind]} by {who} at {when})"}
 
 
 def unconfirmed(outcome: Any) -> bool:
@@ -109,8 +134,17 @@ def report(request: HttpRequest, outcome: dict[str, Any] | None) -> None:
             request, "This form was already submitted; its result is not known yet. Reload to see the order."
         )
     elif outcome["applied"]:
-        done = {"approve": "Approved", "cancel": "Cancellation accepted", "update_address": "Address updated"}
-        messages.success(request, f"{done[outcome['action']]}: {outcome['order_id']}.")
+        done = {
+            "approve": "Approved",
+            "cancel": "Cancellation accepted",
+            "update_address": "Address updated",
+            "claim": "Claimed",
+            "release": "Released",
+        }
+        if outcome["action"] == "approve" and outcome["detail"].startswith("first of two"):
+            messages.success(request, f"First of two approvals given: {outcome['order_id']} needs a second reviewer.")
+        else:
+            messages.success(request, f"{done[outcome['action']]}: {outcome['order_id']}.")
     elif unconfirmed(outcome):
         asked, button = UNCONFIRMED_WORDS[Action(outcome["action"])]
         messages.warning(

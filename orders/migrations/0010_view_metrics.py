@@ -4,7 +4,7 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-    dependencies = [("orders", "0008_supervisors")]
+    dependencies = [("orders", "0009_notes")]
 
     operations = [
         migrations.AlterModelOptions(
