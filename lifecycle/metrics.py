@@ -37,7 +37,7 @@ REVIEW_DECISION = "orders_review_decision_seconds"
 PROVIDER_CALLS = "orders_provider_calls"
 PROVIDER_CALL_FAILURES = "orders_provider_call_failures"
 
-# Reviews take seconds to the approval window (APPROVAL_TIMEOUT_SECONDS, 300 by default) and beyond.
+# Reviews take seconds to the approval window (APPROVAL_TIMEOUT_SECONDS, a day by default).
 REVIEW_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0, 86400.0)
 
 
