@@ -8,8 +8,10 @@ request; the API's requests are async end to end, so these stay on the event loo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
@@ -17,6 +19,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
+from django.utils import timezone
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 # Paths where people get pages; everything else is the JSON API.
@@ -53,6 +56,33 @@ class Guard:
             return refused
         handler: Callable[[HttpRequest], Awaitable[HttpResponse]] = self.get_response
         return self.amend(request, await handler(request))
+
+
+# An IANA zone name as browsers report it ("Europe/Berlin", "America/Argentina/Buenos_Aires", "UTC").
+ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}")
+
+
+def reader_zone(name: str) -> ZoneInfo | None:
+    """The zone a `tz` cookie names, or None for anything else (no error: the page stays in UTC)."""
+    if len(name) > 64 or not ZONE_NAME.fullmatch(name):
+        return None
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        return None
+
+
+class ReaderTimeZoneMiddleware(Guard):
+    """Pages render times in the reader's own zone, from the `tz` cookie that review/timezone.js
+    sets (admin names it next to the user's links); without it they stay in UTC, and say so."""
+
+    def refuse(self, request: HttpRequest) -> HttpResponse | None:
+        zone = reader_zone(request.COOKIES.get("tz", ""))
+        if zone is None:
+            timezone.deactivate()
+        else:
+            timezone.activate(zone)
+        return None
 
 
 class StaticFilesMiddleware(WhiteNoiseMiddleware):

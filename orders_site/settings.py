@@ -59,6 +59,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "orders.middleware.ReaderTimeZoneMiddleware",  # times on pages in the reader's zone (a cookie)
     # Last, as django-axes requires: it turns a login refused during a lockout into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]

@@ -102,7 +102,8 @@ def event_summary(payload: dict[str, Any]) -> SafeString:
 
 @register.filter
 def moment(value: Any, style: str = "datetime") -> SafeString:
-    """A time for people: `<time>` with the ISO instant, shown in the server's zone (UTC), labelled.
+    """A time for people: `<time>` with the ISO instant, shown in the reader's zone (the `tz` cookie,
+    orders.middleware) or else UTC, labelled.
 
     The console's script rewrites it in the reader's own zone, labelled with that zone's name;
     without the script the UTC text stays, which says it is UTC. `style` "time" shows only the

@@ -1,0 +1,11 @@
+// The reader's time zone, for pages the server renders with times in it (admin): kept in the
+// `tz` cookie, which orders.middleware.ReaderTimeZoneMiddleware reads. A page rendered before the
+// cookie existed says its times are in UTC; the next one is in the reader's zone.
+(function () {
+  "use strict";
+  let zone;
+  try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (e) { return; }
+  if (!zone || document.cookie.split("; ").indexOf("tz=" + encodeURIComponent(zone)) !== -1) return;
+  const secure = location.protocol === "https:" ? "; Secure" : "";
+  document.cookie = "tz=" + encodeURIComponent(zone) + "; Path=/; Max-Age=31536000; SameSite=Lax" + secure;
+})();
