@@ -12,7 +12,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from orders.tests.factories import make_order
+from orders.models import Order
+from orders.tests.factories import make_order as make_any_order
 from orders.tests.test_console_browser import PASSWORD, chromium, log_in, running_stack
 
 __all__ = ["chromium"]
@@ -23,10 +24,16 @@ CREATED = datetime(2026, 11, 29, 21, 6, 21, tzinfo=UTC)
 
 @pytest.fixture
 def root(db: None) -> Client:
-    User.objects.create_superuser("root", password=PASSWORD)
     client = Client()
-    client.login(username="root", password=PASSWORD)
+    client.force_login(User.objects.create_superuser("root", password=PASSWORD))
     return client
+
+
+def make_order(**fields: Any) -> Any:
+    """An order received at CREATED (created_at is set on insert, so it is moved afterwards)."""
+    order = make_any_order(**{k: v for k, v in fields.items() if k != "created_at"})
+    Order.objects.filter(pk=order.pk).update(created_at=fields.get("created_at", CREATED))
+    return order
 
 
 def admin_order_page(client: Client, order_id: str) -> str:
@@ -76,5 +83,5 @@ def test_chromium_in_new_york_gets_admin_in_new_york_time(
         url = f"{stack.url}/admin/orders/order/{order.id}/change/"
         page.goto(url)  # the first page sets the cookie
         page.goto(url)
-        assert page.locator("#reader-zone").inner_text() == "Times in America/New_York"
+        assert page.locator("#reader-zone").text_content() == "Times in America/New_York"
         context.close()

@@ -5,7 +5,8 @@
   "use strict";
   let zone;
   try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (e) { return; }
-  if (!zone || document.cookie.split("; ").indexOf("tz=" + encodeURIComponent(zone)) !== -1) return;
+  // IANA names are cookie-safe as they are ("America/New_York"); anything else is left out.
+  if (!zone || !/^[A-Za-z0-9_+\-\/]{1,64}$/.test(zone) || document.cookie.split("; ").indexOf("tz=" + zone) !== -1) return;
   const secure = location.protocol === "https:" ? "; Secure" : "";
-  document.cookie = "tz=" + encodeURIComponent(zone) + "; Path=/; Max-Age=31536000; SameSite=Lax" + secure;
+  document.cookie = "tz=" + zone + "; Path=/; Max-Age=31536000; SameSite=Lax" + secure;
 })();
