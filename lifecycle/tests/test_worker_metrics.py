@@ -4,35 +4,16 @@ from __future__ import annotations
 
 import socket
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from lifecycle.tests.test_runworker import assert_one_line_error, database_url, manage
+from lifecycle.tests.test_runworker import assert_one_line_error, manage, stack, worker_settings
 from orders.tests.factories import new_order_id, order_body, wait_for_state, wait_until
 from scripts.stack import Stack, free_port, wait_for_worker
 
-
-@pytest.fixture
-def worker_settings(queues: Any, temporal: Any) -> dict[str, Any]:
-    return {
-        "DATABASE_URL": database_url(),
-        "TEMPORAL_ADDRESS": temporal.address,
-        "ORDER_TASK_QUEUE": queues.order_task_queue,
-        "SHIPPING_TASK_QUEUE": queues.shipping_task_queue,
-        "LOG_LEVEL": "INFO",
-    }
-
-
-@pytest.fixture
-def stack(worker_settings: dict[str, Any], tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(worker_settings, log_dir=tmp_path, grace=30)
-    yield stack
-    stack.stop_all()
+__all__ = ["stack", "worker_settings"]  # fixtures shared with test_runworker
 
 
 def text(port: int) -> str:

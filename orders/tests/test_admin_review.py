@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.test import Client
 
 from orders.models import Event, Order
-from orders.permissions import REVIEWERS, ensure_groups
 from orders.tests.factories import wait_for_state
 from orders.tests.test_admin import (
     CHANGELIST,
@@ -19,22 +17,13 @@ from orders.tests.test_admin import (
     login,
     make_order,
     messages_of,
+    reviewer,
     staff_with,
     start_order,
+    superuser,
 )
 
-
-@pytest.fixture
-def reviewer(transactional_db: None) -> User:
-    ensure_groups()  # transactional tests flush the rows the data migration made
-    user = User.objects.create_user("rita", is_staff=True)
-    user.groups.add(Group.objects.get(name=REVIEWERS))
-    return user
-
-
-@pytest.fixture
-def superuser(transactional_db: None) -> User:
-    return User.objects.create_superuser("root", password="x")
+__all__ = ["reviewer", "superuser"]  # fixtures shared with test_admin
 
 
 def decide_url(order_id: str, action: str) -> str:
