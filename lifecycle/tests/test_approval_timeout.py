@@ -12,11 +12,8 @@ from orders.models import Event, Order, Payment
 from orders.tests.factories import new_order_id
 
 
-def test_an_order_nobody_reviews_times_out_after_the_approval_window(
-    time_skipping: Any, transactional_db: None
-) -> None:
-    import asyncio
-
+def unreviewed_order(tuning: Tuning) -> tuple[WorkerConfig, OrderInput]:
+    """Workers of this test's own queues, and an order for them that nobody will approve."""
     suffix = uuid.uuid4().hex[:8]
     config = WorkerConfig(
         order_task_queue=f"order-tq-{suffix}",
@@ -30,9 +27,19 @@ def test_an_order_nobody_reviews_times_out_after_the_approval_window(
         payment_id=f"pay-{order_id}",
         items=[{"name": "Widget", "price": "29.99", "quantity": 2}],
         address={"street": "123 Main St", "city": "NYC", "zip": "10001"},
-        tuning=Tuning(approval_timeout_seconds=300),
+        tuning=tuning,
         shipping_task_queue=config.shipping_task_queue,
     )
+    return config, order
+
+
+def test_an_order_nobody_reviews_times_out_after_the_approval_window(
+    time_skipping: Any, transactional_db: None
+) -> None:
+    import asyncio
+
+    config, order = unreviewed_order(Tuning(approval_timeout_seconds=300))
+    order_id = order.order_id
 
     async def scenario() -> str:
         stop = asyncio.Event()

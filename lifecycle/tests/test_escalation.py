@@ -4,19 +4,18 @@ server: minutes pass in a moment (compare test_approval_timeout.py)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 from django.contrib.auth.models import Group, User
 from django.core import mail
 
 from lifecycle import activities
-from lifecycle.types import ActorRequest, OrderInput, StatusView, StepInput, Tuning
-from lifecycle.worker import QUEUES, WorkerConfig, run_workers
+from lifecycle.tests.test_approval_timeout import unreviewed_order
+from lifecycle.types import ActorRequest, StatusView, StepInput, Tuning
+from lifecycle.worker import QUEUES, run_workers
 from lifecycle.workflows import OrderWorkflow
 from orders.models import Event, Notification, Order
 from orders.permissions import SUPERVISORS, ensure_groups
-from orders.tests.factories import new_order_id
 
 
 def test_a_lapsed_claim_is_released_and_the_order_escalates_with_one_email(
@@ -26,22 +25,10 @@ def test_a_lapsed_claim_is_released_and_the_order_escalates_with_one_email(
     User.objects.create_user("rita")
     sue = User.objects.create_user("sue", email="sue@example.com")
     sue.groups.add(Group.objects.get(name=SUPERVISORS))
-    suffix = uuid.uuid4().hex[:8]
-    config = WorkerConfig(
-        order_task_queue=f"order-tq-{suffix}",
-        shipping_task_queue=f"shipping-tq-{suffix}",
-        activity_threads=4,
-        grace_seconds=1,
+    config, order = unreviewed_order(
+        Tuning(approval_timeout_seconds=300, claim_ttl_seconds=60, escalate_after_seconds=120)
     )
-    order_id = new_order_id()
-    order = OrderInput(
-        order_id=order_id,
-        payment_id=f"pay-{order_id}",
-        items=[{"name": "Widget", "price": "29.99", "quantity": 2}],
-        address={"street": "123 Main St", "city": "NYC", "zip": "10001"},
-        tuning=Tuning(approval_timeout_seconds=300, claim_ttl_seconds=60, escalate_after_seconds=120),
-        shipping_task_queue=config.shipping_task_queue,
-    )
+    order_id = order.order_id
 
     async def scenario() -> str:
         stop = asyncio.Event()
