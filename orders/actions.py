@@ -144,18 +144,13 @@ async def order_act_many(
     Callers keep to BULK_LIMIT orders. One `idempotency_key` serves them all (an Update id
     names an Update within its workflow only)."""
     limit = asyncio.Semaphore(BULK_CONCURRENCY)
+    request: dict[str, Any] = dict(
+        action=action, actor=actor, via=via, idempotency_key=idempotency_key, reason=reason, may_reassign=may_reassign
+    )
 
     async def one(order_id: str) -> ActionOutcome:
         async with limit:
-            return await order_act(
-                order_id=order_id,
-                action=action,
-                actor=actor,
-                via=via,
-                idempotency_key=idempotency_key,
-                reason=reason,
-                may_reassign=may_reassign,
-            )
+            return await order_act(order_id=order_id, **request)
 
     return list(await asyncio.gather(*(one(order_id) for order_id in dict.fromkeys(order_ids))))
 

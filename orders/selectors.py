@@ -44,12 +44,17 @@ def open_order_ids() -> list[str]:
     return list(open_orders.order_by("created_at").values_list("id", flat=True))
 
 
+def _order_with_people(order_id: str) -> Order | None:
+    """The order with the people its review names (claimant, first approver, starter): one query."""
+    return Order.objects.select_related("claimed_by", "first_approver", "started_by").filter(id=order_id).first()
+
+
 def order_status(*, order_id: str) -> dict[str, Any] | None:
     """The status document of the API: the order (with its claimant and first approver), its
     payment and its event timeline (3 queries)."""
     if order_id_problem(order_id):
         return None
-    order = Order.objects.select_related("claimed_by", "first_approver", "started_by").filter(id=order_id).first()
+    order = _order_with_people(order_id)
     if order is None:
         return None
     payment = order.payments.order_by("created_at").first()
@@ -270,7 +275,7 @@ def order_page(*, order_id: str, all_events: bool = False) -> tuple[Order, Payme
     `all_events` (4 queries whatever the number of events)."""
     if order_id_problem(order_id):
         return None
-    order = Order.objects.select_related("claimed_by", "first_approver", "started_by").filter(id=order_id).first()
+    order = _order_with_people(order_id)
     if order is None:
         return None
     payment = order.payments.order_by("created_at").first()
