@@ -146,9 +146,21 @@ def _unique_queues(settings_fixture: Any, harness: TemporalHarness) -> WorkerCon
 
 
 @pytest.fixture
-def queues(settings: Any, temporal: TemporalHarness, transactional_db: None) -> WorkerConfig:
-    """Unique task queues for this test, wired into settings (no worker polls them yet)."""
-    return _unique_queues(settings, temporal)
+def queues(settings: Any, temporal: TemporalHarness, transactional_db: None) -> Iterator[WorkerConfig]:
+    """Unique task queues for this test, wired into settings (no worker polls them yet). The orders
+    a test started end with it: left running on a queue no worker polls any more, one would hold a
+    later test's Update to the same id for the whole Temporal timeout (the fuzzer reuses the ids it
+    makes up), and it could write to the rows of a later test."""
+    config = _unique_queues(settings, temporal)
+    yield config
+    temporal.run(_terminate_running(temporal, config.order_task_queue))
+
+
+async def _terminate_running(temporal: TemporalHarness, task_queue: str) -> None:
+    query = f'TaskQueue = "{task_queue}" AND ExecutionStatus = "Running"'
+    async for execution in temporal.client.list_workflows(query):
+        handle = temporal.client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        await handle.terminate("the test that started it is over")
 
 
 @pytest.fixture
