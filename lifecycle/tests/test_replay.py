@@ -32,16 +32,23 @@ def test_histories_are_recorded() -> None:
     assert "four_eyes_with_claim" in names
 
 
-@pytest.mark.parametrize("sandbox", [True, False], ids=["full sandbox", "WORKFLOW_SANDBOX=0"])
+# The runners: Temporal's default sandbox (stricter than the worker's pass-through one, so a clock,
+# a random number or I/O in workflow code fails here), the worker's own (lifecycle.sandbox), and
+# the one WORKFLOW_SANDBOX=0 picks.
+RUNNERS = {
+    "full sandbox": lambda: {},
+    "worker's sandbox": lambda: {"workflow_runner": workflow_runner(sandbox=True)},
+    "WORKFLOW_SANDBOX=0": lambda: {"workflow_runner": workflow_runner(sandbox=False)},
+}
+
+
+@pytest.mark.parametrize("runner", list(RUNNERS))
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
-def test_recorded_history_replays_without_nondeterminism(path: Path, sandbox: bool) -> None:
-    """In Temporal's default sandbox (stricter than the worker's pass-through one, so a clock, a
-    random number or I/O in workflow code fails here) and with the runner WORKFLOW_SANDBOX=0 picks."""
+def test_recorded_history_replays_without_nondeterminism(path: Path, runner: str) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
 
     async def replay() -> None:
-        runner = {} if sandbox else {"workflow_runner": workflow_runner(sandbox=False)}
-        replayer = Replayer(workflows=[OrderWorkflow, ShippingWorkflow], **runner)
+        replayer = Replayer(workflows=[OrderWorkflow, ShippingWorkflow], **RUNNERS[runner]())
         await replayer.replay_workflow(history)
 
     asyncio.run(replay())

@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from lifecycle.worker import QUEUES, WorkerConfig, activity_executor, build_workers
+from temporalio.worker import UnsandboxedWorkflowRunner
+
+from lifecycle.sandbox import CompiledSandboxRunner
+from lifecycle.worker import QUEUES, WorkerConfig, activity_executor, build_workers, workflow_runner
 
 
 def test_the_activity_threads_cover_every_activity_both_workers_may_run_at_once(time_skipping: Any) -> None:
@@ -25,3 +28,13 @@ def test_the_activity_threads_cover_every_activity_both_workers_may_run_at_once(
 
     assert time_skipping.run(slots(QUEUES)) == (28, 28)
     assert time_skipping.run(slots(("shipping",))) == (14, 14)
+
+
+def test_workflows_run_in_the_sandbox_that_compiles_its_entry_code_once() -> None:
+    """If a temporalio upgrade changed the sandbox's private `_Instance`, lifecycle.sandbox falls
+    back to the SDK's plain runner and every workflow activation pays for compiling again: this
+    says so, so that whoever upgrades adapts `CompiledSandboxRunner` (or drops it)."""
+    runner = workflow_runner(sandbox=True)
+    assert isinstance(runner, CompiledSandboxRunner)
+    assert runner.restrictions.passthrough_all_modules
+    assert isinstance(workflow_runner(sandbox=False), UnsandboxedWorkflowRunner)
