@@ -120,22 +120,18 @@ def order_received(order: OrderInput) -> None:
 @activity.defn
 @with_db
 def order_validated(step: StepInput) -> None:
-    """Record ORDER_VALIDATED, then put the order up for review (AWAITING_APPROVAL, with the
-    deadline the workflow chose), each in its own transaction; a retry skips what is done."""
+    """Record ORDER_VALIDATED and put the order up for review (AWAITING_APPROVAL, with the
+    deadline the workflow chose) in one write; a retry finds the event and writes nothing."""
     from orders.models import Order
 
     problem = order_problems(Order.objects.values_list("items_json", flat=True).get(id=step.order_id))
     if problem:
         raise ApplicationError(problem, type=ORDER_REJECTED, non_retryable=True)
-    _transition(step, EventType.ORDER_VALIDATED, State.ORDER_VALIDATED)
-    providers.network()
-    services.order_set_state(
-        order_id=step.order_id,
-        state=State.AWAITING_APPROVAL,
-        from_states=(State.ORDER_RECEIVED, State.ORDER_VALIDATED),
-        approval_deadline=datetime.fromisoformat(step.payload["approval_deadline"]),
-        approvals_required=step.payload.get("approvals_required", 1),
-    )
+    review = {
+        "approval_deadline": datetime.fromisoformat(step.payload["approval_deadline"]),
+        "approvals_required": step.payload.get("approvals_required", 1),
+    }
+    _transition(step, EventType.ORDER_VALIDATED, State.AWAITING_APPROVAL, review)
 
 
 @activity.defn

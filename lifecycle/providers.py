@@ -20,6 +20,7 @@ from django.conf import settings
 
 from lifecycle.metrics import provider_call
 from lifecycle.validation import UNDELIVERABLE_ZIP
+from orders.db import get_or_insert
 from orders.models import ProviderCharge
 
 logger = logging.getLogger(__name__)
@@ -95,10 +96,9 @@ class Movement:
 def _move_money(*, idempotency_key: str, kind: str, amount: Decimal) -> Movement:
     with provider_call("payment", kind):
         flaky_call()  # the request may be lost before it reaches the provider
-        # get_or_create settles a race with a concurrent attempt on the same key itself: its insert
-        # runs in a transaction of its own and, on a unique-key collision, it reads the winner's row.
-        row, created = ProviderCharge.objects.get_or_create(
-            idempotency_key=idempotency_key, kind=kind, defaults={"amount": amount}
+        # A concurrent attempt on the same key collides on the unique key: this one reads its row.
+        row, created = get_or_insert(
+            ProviderCharge, idempotency_key=idempotency_key, kind=kind, defaults=lambda: {"amount": amount}
         )
         flaky_call()  # ... or the provider's answer may be lost after the money moved
     if kind == ProviderCharge.KIND_CHARGE:

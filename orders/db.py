@@ -1,4 +1,5 @@
-"""Database connections in the web process: none is held while a request waits for Temporal.
+"""Database helpers: no connection held while a request waits for Temporal, and writes that
+cost no more round trips than they need.
 
 Under ASGI, Django runs a request's synchronous work (ORM calls, a sync view) in a thread of the
 request's own, and the connection that thread borrows from the pool stays checked out until the
@@ -10,14 +11,17 @@ wait for Temporal gives the connection back first; the next database call borrow
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import connections
+from django.db import IntegrityError, connection, connections, transaction
+from django.db.models import Model
 
 P = ParamSpec("P")
 T = TypeVar("T")
+M = TypeVar("M", bound=Model)
 
 
 def release_connections() -> None:
@@ -42,3 +46,27 @@ async def run_then_release(func: Callable[P, T], *args: P.args, **kwargs: P.kwar
             release_connections()
 
     return await sync_to_async(run)()
+
+
+def on_its_own() -> AbstractContextManager[Any]:
+    """Around one statement that may fail on a constraint: alone, the statement is atomic by
+    itself and needs no transaction (BEGIN and COMMIT are two round trips); inside a caller's
+    transaction, a savepoint keeps that transaction usable after the failure."""
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
+
+
+def get_or_insert(
+    model: type[M], *, defaults: Callable[[], Mapping[str, Any]] | None = None, **lookup: Any
+) -> tuple[M, bool]:
+    """`get_or_create` for a row that is usually new or usually there, in one or two round trips
+    instead of four: a read, then a lone INSERT; a concurrent insert of the same row makes this
+    read the winner's. `defaults` is called only when the row is missing."""
+    manager = model._default_manager
+    row = manager.filter(**lookup).first()
+    if row is not None:
+        return row, False
+    try:
+        with on_its_own():
+            return manager.create(**lookup, **(defaults() if defaults else {})), True
+    except IntegrityError:
+        return manager.get(**lookup), False

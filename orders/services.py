@@ -23,6 +23,7 @@ from lifecycle import providers
 from lifecycle.states import EventType, PaymentStatus, State
 from lifecycle.validation import order_total
 from orders import metrics
+from orders.db import get_or_insert, on_its_own
 from orders.models import Event, Note, Order, Payment
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def order_start(
         try:
             # The insert first: a new order (the usual case) costs no look-up; a collision on
             # the id or the payment_id says which case this is.
-            with transaction.atomic():
+            with on_its_own():
                 order = Order.objects.create(
                     id=order_id,
                     state=State.ORDER_RECEIVED,
@@ -205,22 +206,24 @@ def order_receive(
     """Record ORDER_RECEIVED with the workflow's run id; create the row if the workflow was
     started without the API."""
     items = normalize_items(items)
-    Order.objects.get_or_create(
-        id=order_id,
-        defaults={
-            "items_json": items,
-            "address_json": address,
-            "payment_id": payment_id,
-            "total": order_total(items),
-        },
-    )
-    record_transition(
-        order_id=order_id,
-        event_id=event_id,
-        event_type=EventType.ORDER_RECEIVED,
-        payload={"items": items, "address": address, "payment_id": payment_id, "total": str(order_total(items))},
-        order_fields={"workflow_run_id": run_id} if run_id else None,
-    )
+    total = order_total(items)
+    received = {
+        "order_id": order_id,
+        "event_id": event_id,
+        "event_type": EventType.ORDER_RECEIVED,
+        "payload": {"items": items, "address": address, "payment_id": payment_id, "total": str(total)},
+        "order_fields": {"workflow_run_id": run_id} if run_id else None,
+    }
+    try:
+        # The API stored the row before it started the workflow: the usual case costs one write.
+        with on_its_own():
+            record_transition(**received)
+    except IntegrityError:  # the event's order does not exist
+        Order.objects.get_or_create(
+            id=order_id,
+            defaults={"items_json": items, "address_json": address, "payment_id": payment_id, "total": total},
+        )
+        record_transition(**received)
 
 
 def _settle(
@@ -261,9 +264,14 @@ def payment_charge(*, order_id: str, payment_id: str, event_id: str) -> Payment:
     2. Ask the provider to charge, outside any transaction, with payment_id as idempotency key.
     3. Mark the payment COMPLETED and record PAYMENT_CHARGED with the new state, together.
     """
-    total = Order.objects.values_list("total", flat=True).get(id=order_id)
-    payment, _ = Payment.objects.get_or_create(
-        payment_id=payment_id, defaults={"order_id": order_id, "amount": total, "status": PaymentStatus.PENDING}
+    payment, _ = get_or_insert(
+        Payment,
+        payment_id=payment_id,
+        defaults=lambda: {
+            "order_id": order_id,
+            "amount": Order.objects.values_list("total", flat=True).get(id=order_id),
+            "status": PaymentStatus.PENDING,
+        },
     )
     if payment.order_id != order_id:
         raise PaymentConflict("the payment_id belongs to another order")

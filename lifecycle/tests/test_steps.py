@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
+from django.test.utils import CaptureQueriesContext
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -119,3 +120,40 @@ def test_a_transition_is_written_once_and_never_without_its_order(transactional_
             payload={},
         )
     assert not Event.objects.filter(order_id="no-such-order").exists()
+
+
+# Statements per step of an order the API stored (BEGIN, COMMIT and savepoints count: each is a
+# round trip). PostgreSQL writes an event and its order's fields in one statement; SQLite takes a
+# transaction for them.
+STATEMENTS = {
+    "postgresql": {"received": 1, "validated": 2, "charged": 10},
+    "sqlite": {"received": 4, "validated": 5, "charged": 16},
+}
+
+
+def test_the_steps_of_an_order_the_api_stored_take_no_more_round_trips_than_counted(transactional_db: None) -> None:
+    """The row exists, so receiving it is one write; a new payment and the provider's record are
+    lone INSERTs, with no transaction around each (orders.db.get_or_insert)."""
+    order_id = new_order_id()
+    body = order_body()
+    services.order_start(order_id=order_id, payment_id=body["payment_id"], items=body["items"], address=body["address"])
+    order = OrderInput(order_id, body["payment_id"], body["items"], body["address"])
+    approval = step(order_id, EventType.ORDER_APPROVED, actor="rita", via="console")
+    runs = {
+        "received": (order_received, order),
+        "validated": (
+            order_validated,
+            step(order_id, EventType.ORDER_VALIDATED, payload={"approval_deadline": DEADLINE}),
+        ),
+        "charged": (
+            payment_charged,
+            PaymentInput(order_id, order.payment_id, event_id(order_id, EventType.PAYMENT_CHARGED), approval),
+        ),
+    }
+    counted = {}
+    for name, (activity, arg) in runs.items():
+        with CaptureQueriesContext(connection) as queries:
+            ActivityEnvironment().run(activity, arg)
+        counted[name] = len(queries.captured_queries)
+    assert counted == STATEMENTS[connection.vendor]
+    assert types(order_id) == ["ORDER_RECEIVED", "ORDER_VALIDATED", "ORDER_APPROVED", "PAYMENT_CHARGED"]
