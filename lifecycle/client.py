@@ -25,9 +25,9 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from lifecycle.connect import connect
-from lifecycle.states import Action, State
+from lifecycle.states import Action
 from lifecycle.types import ActionResult, ActorRequest, AddressChange, OrderInput, Tuning
-from lifecycle.workflows import ASK_SHIPPING, OrderWorkflow, order_state_attributes, shipping_workflow_id
+from lifecycle.workflows import ASK_SHIPPING, OrderWorkflow, shipping_workflow_id
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Client] = weakref.WeakKeyDictionary()
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
@@ -95,7 +95,6 @@ async def start_order_workflow(order: OrderInput) -> str:
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             run_timeout=timedelta(seconds=run_timeout) if run_timeout else None,
-            search_attributes=order_state_attributes(State.ORDER_RECEIVED),
         )
     except WorkflowAlreadyStartedError as err:
         if err.run_id:

@@ -31,11 +31,12 @@ final address in its result. No message passes between the two on the happy path
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -69,14 +70,23 @@ ACTION_NOT_ALLOWED = "ActionNotAllowed"
 ASK_SHIPPING = "AskShippingWorkflow"
 INVALID_ADDRESS = "InvalidAddress"
 
-# The order's state as a search attribute (Keyword), kept current by OrderWorkflow, so that
-# `temporal workflow list --query "OrderState='AWAITING_APPROVAL'"` finds the waiting orders.
+# The order's state as a search attribute (Keyword), kept by OrderWorkflow where the order
+# rests, so that `temporal workflow list --query "OrderState='AWAITING_APPROVAL'"` finds the
+# waiting orders. Each change is a visibility write, which on the dev server cost more CPU than
+# anything else an order asks of it (docs/decisions/0009), so OrderState is written only:
+# - once the order has rested in a state for REST_BEFORE_PUBLISHING: it waited for a reviewer
+#   or the carrier that long (the review's one timer, and a timer while the carrier works);
+# - from then on, at every state the order comes to rest in, and at its end.
+# An order that rests nowhere that long (approved and shipped within seconds) is never written
+# to visibility: its workflow's close status and result say how it ended.
 ORDER_STATE = SearchAttributeKey.for_keyword("OrderState")
+REST_BEFORE_PUBLISHING = timedelta(seconds=5)
 # States a happy order only passes through within one workflow task (the server sees search
-# attributes as a task ends): OrderState is upserted for them only where the order comes to rest
-# in them (_publish_state), which saves a happy order two of five upserts, each an event and a
-# visibility write.
+# attributes as a task ends): not written even once OrderState is set, unless the order comes to
+# rest in them (_publish_state).
 PASSING_STATES = frozenset({State.PAYMENT_CHARGED, State.SHIPPED})
+
+T = TypeVar("T")
 
 RETRY_INITIAL_INTERVAL = timedelta(milliseconds=5)
 RETRY_BACKOFF = 2.0
@@ -85,11 +95,6 @@ RETRY_MAX_INTERVAL = timedelta(milliseconds=200)
 
 def shipping_workflow_id(order_id: str) -> str:
     return f"shipping-{order_id}"
-
-
-def order_state_attributes(state: State) -> TypedSearchAttributes:
-    """The search attributes an order's workflow starts with (no upsert needed for the first state)."""
-    return TypedSearchAttributes([SearchAttributePair(ORDER_STATE, state.value)])
 
 
 def event_id(order_id: str, event_type: EventType, sequence: int | None = None) -> str:
@@ -294,7 +299,7 @@ class OrderWorkflow(DecidesUntilDispatch):
     def __init__(self, order: OrderInput) -> None:
         self._order = order
         self.__state = State.ORDER_RECEIVED
-        self._published = State.ORDER_RECEIVED  # the start set OrderState to it
+        self._published: State | None = None  # OrderState as written to visibility; None: never
         # The state as the workflow's steps have written it so far: `_state` runs ahead of it while
         # the step that writes the new state is under way (reconcile compares with both).
         self._recorded = State.ORDER_RECEIVED
@@ -326,7 +331,7 @@ class OrderWorkflow(DecidesUntilDispatch):
     @_state.setter
     def _state(self, state: State) -> None:
         self.__state = state
-        if state not in PASSING_STATES:
+        if self._published is not None and state not in PASSING_STATES:
             self._publish_state()
 
     def _publish_state(self) -> None:
@@ -404,13 +409,18 @@ class OrderWorkflow(DecidesUntilDispatch):
                 metrics.review_decided("timed_out", workflow.now() - review_start)
                 await self._record_end(State.APPROVAL_TIMEOUT, "approval_timed_out", timed_out)
                 return False
+            publish_at = self._publish_at(review_start)
             if review.claim_lapsed(now):
                 claimant = ActorRequest(actor=review.release(), reason="expired", via="timer")
                 await self._review_log.record("order_released", EventType.ORDER_RELEASED, claimant)
             elif review.escalation_due(now):
                 await self._escalate()
+            elif publish_at is not None and now >= publish_at:
+                self._publish_state()  # AWAITING_APPROVAL: the order has waited for a reviewer
             else:
                 wake, version = review.next_wake(deadline), review.version
+                if publish_at is not None:
+                    wake = min(wake, publish_at)
                 try:
                     await workflow.wait_condition(
                         lambda seen=version: self._decided() or review.version != seen, timeout=wake - now
@@ -466,7 +476,7 @@ class OrderWorkflow(DecidesUntilDispatch):
                 id=shipping_workflow_id(order.order_id),
                 task_queue=order.shipping_task_queue,
             )
-            result = await self._shipping
+            result = await self._resting_on(self._shipping)
             self._recorded = State.SHIPPING  # the child's first step, package_prepared, wrote it
         except ChildWorkflowError as err:
             result = ShippingResult(order.order_id, dispatched=False, detail=str(err.cause or err))
@@ -481,6 +491,23 @@ class OrderWorkflow(DecidesUntilDispatch):
         else:
             self._dispatch_started = True
         return result
+
+    def _publish_at(self, since: datetime) -> datetime | None:
+        """When the order, resting in its state since `since`, gets OrderState written; None once
+        it has been (from then on the state setter keeps it current)."""
+        return since + REST_BEFORE_PUBLISHING if self._published is None else None
+
+    async def _resting_on(self, awaitable: Awaitable[T]) -> T:
+        """Await `awaitable` (the order rests meanwhile); if that takes REST_BEFORE_PUBLISHING
+        before OrderState was ever written, write it. The timer costs only then."""
+        if self._published is not None:
+            return await awaitable
+        task = asyncio.ensure_future(awaitable)
+        try:
+            await workflow.wait_condition(task.done, timeout=REST_BEFORE_PUBLISHING)
+        except TimeoutError:
+            self._publish_state()
+        return await task
 
     async def _shipped(self, shipment: ShippingResult) -> str:
         """`order_shipped` records ORDER_SHIPPED, then ORDER_COMPLETED. Local: by now the carrier

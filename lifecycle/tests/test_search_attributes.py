@@ -5,6 +5,7 @@ Through the real dev server (its visibility store answers the queries), the API 
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from typing import Any
@@ -81,17 +82,33 @@ def test_order_state_follows_the_order_and_finds_the_waiting_ones(
     wait_until_listed(temporal, f"OrderState = 'AWAITING_APPROVAL' AND {on_our_queue}", [waiting])
     wait_until_listed(temporal, f"OrderState = 'COMPLETED' AND {on_our_queue}", [done])
 
-    # Set at the start, then one upsert per state the order rests in, each in a workflow task the
-    # order runs anyway; PAYMENT_CHARGED and SHIPPED pass within one task and cost none.
-    history = temporal.run(temporal.client.get_workflow_handle(done).fetch_history())
-    upserts = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES]
-    published = [
-        e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields["OrderState"].data
-        for e in upserts
-    ]
-    assert published == [b'"AWAITING_APPROVAL"', b'"SHIPPING"', b'"COMPLETED"']
+    # Nothing at the start; AWAITING_APPROVAL once the order had waited REST_BEFORE_PUBLISHING,
+    # then every state it rests in, at once. PAYMENT_CHARGED and SHIPPED pass within one task.
+    assert published_states(temporal, done) == ["AWAITING_APPROVAL", "SHIPPING", "COMPLETED"]
+
+
+def test_an_order_that_rests_nowhere_is_never_written_to_visibility(api: Any, workers: Any, temporal: Any) -> None:
+    """Approved within seconds, shipped within seconds: no OrderState at all, so no visibility
+    write for it; the closed workflow's status says how it ended."""
+    order_id = new_order_id()
+    assert api.post(f"/orders/{order_id}/start", order_body(), content_type="application/json").status_code == 201
+    wait_for_state(order_id, "AWAITING_APPROVAL")
+    assert api.post(f"/orders/{order_id}/signals/approve").status_code == 202
+    wait_for_state(order_id, "COMPLETED")
+    assert published_states(temporal, order_id) == []
+
+
+def published_states(temporal: Any, workflow_id: str) -> list[str]:
+    """The OrderState values the workflow's history wrote: at its start, then each upsert."""
+    history = temporal.run(temporal.client.get_workflow_handle(workflow_id).fetch_history())
     started = history.events[0].workflow_execution_started_event_attributes
-    assert b"ORDER_RECEIVED" in started.search_attributes.indexed_fields["OrderState"].data
+    fields = [started.search_attributes.indexed_fields] if started.HasField("search_attributes") else []
+    fields += [
+        event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+    ]
+    return [json.loads(indexed["OrderState"].data) for indexed in fields if "OrderState" in indexed]
 
 
 def test_reconcile_reads_open_orders_from_one_paged_visibility_query(
