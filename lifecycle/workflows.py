@@ -74,8 +74,8 @@ INVALID_ADDRESS = "InvalidAddress"
 # rests, so that `temporal workflow list --query "OrderState='AWAITING_APPROVAL'"` finds the
 # waiting orders. Each change is a visibility write, which on the dev server cost more CPU than
 # anything else an order asks of it (docs/decisions/0009), so OrderState is written only:
-# - once the order has rested in a state for REST_BEFORE_PUBLISHING: it waited for a reviewer
-#   or the carrier that long (the review's one timer, and a timer while the carrier works);
+# - once the order has rested in a state for REST_BEFORE_PUBLISHING: it waited that long for a
+#   reviewer (on the review's one timer), the carrier, a refund or an address change (_resting_on);
 # - from then on, at every state the order comes to rest in, and at its end.
 # An order that rests nowhere that long (approved and shipped within seconds) is never written
 # to visibility: its workflow's close status and result say how it ended.
@@ -460,8 +460,10 @@ class OrderWorkflow(DecidesUntilDispatch):
         order = self._order
         # Address changes accepted so far are written first: the child starts from the final address.
         if not (self._addresses.settled() or self._cancel is not None):
-            self._publish_state()  # the order rests in PAYMENT_CHARGED meanwhile
-            await workflow.wait_condition(lambda: self._addresses.settled() or self._cancel is not None)
+            # The order rests in PAYMENT_CHARGED meanwhile.
+            await self._resting_on(
+                workflow.wait_condition(lambda: self._addresses.settled() or self._cancel is not None)
+            )
         if self._cancel is not None:
             return None
         self._state = State.SHIPPING
@@ -498,9 +500,11 @@ class OrderWorkflow(DecidesUntilDispatch):
         return since + REST_BEFORE_PUBLISHING if self._published is None else None
 
     async def _resting_on(self, awaitable: Awaitable[T]) -> T:
-        """Await `awaitable` (the order rests meanwhile); if that takes REST_BEFORE_PUBLISHING
-        before OrderState was ever written, write it. The timer costs only then."""
+        """Await `awaitable` while the order rests in its state. Once OrderState has been written,
+        the state is written at once (even a passing one such as PAYMENT_CHARGED); before, only if
+        the wait takes REST_BEFORE_PUBLISHING, on a timer that runs only then."""
         if self._published is not None:
+            self._publish_state()
             return await awaitable
         task = asyncio.ensure_future(awaitable)
         try:
@@ -538,10 +542,12 @@ class OrderWorkflow(DecidesUntilDispatch):
     async def _refund(self) -> None:
         if self._payment_status != PaymentStatus.COMPLETED:
             return
-        self._publish_state()  # a paid order rests where it is (PAYMENT_CHARGED too) while refunded
         order = self._order
         refund = PaymentInput(order.order_id, order.payment_id, event_id(order.order_id, EventType.PAYMENT_REFUNDED))
-        result: PaymentResult = await activity_step("payment_refunded", refund, order.tuning, result_type=PaymentResult)
+        # A paid order rests where it is (PAYMENT_CHARGED too) while refunded.
+        result: PaymentResult = await self._resting_on(
+            activity_step("payment_refunded", refund, order.tuning, result_type=PaymentResult)
+        )
         self._payment_status = result.status
 
     async def _fail(self, event_type: EventType, reason: str) -> None:
