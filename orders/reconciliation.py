@@ -12,8 +12,9 @@ is looked at again after `settle` seconds, and only a difference that stays put 
 
 The first look at every order comes from one visibility query (paged): the running order
 workflows and their `OrderState`. An order whose stored state equals it is in step without a
-call of its own; one that differs is asked its `status`; only an order with no running workflow
-in the list (not started, closed, or too new to be listed) and a second look take a `describe`.
+call of its own; one that differs, or has no `OrderState` yet (docs/decisions/0009), is asked its
+`status`; only an order with no running workflow in the list (not started, closed, or too new to
+be listed) and a second look take a `describe`.
 """
 
 from __future__ import annotations
