@@ -273,8 +273,9 @@ def test_a_phone_shows_the_queue_without_sideways_scroll_and_keeps_the_deadline_
         page.wait_for_selector(row)
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         screenshot(page, "review-queue-phone.png")
-        box = page.locator(f"{row} .deadline").bounding_box()
-        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+        # The live queue re-renders its rows as orders change: measure a cell that is on screen.
+        box = wait_until(lambda: page.locator(f"{row} .deadline").bounding_box(), timeout=10, what="the deadline")
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390
         # The deadline is in the reader's zone, labelled with it.
         assert "EST" in page.inner_text(f"{row} .deadline")
         page.goto(f"{team_stack.url}/review/orders/{order_id}/")
