@@ -41,15 +41,22 @@ def _sdk_shape_known() -> bool:
     return list(inspect.signature(run_code).parameters) == ["self", "code", "extra_globals"]
 
 
-class _CompiledInstance(sdk_runner._Instance):
-    def _run_code(self, code: str, **extra_globals: Any) -> None:
-        super()._run_code(_compiled(code), **extra_globals)  # type: ignore[arg-type]  # exec takes code objects
+@functools.cache
+def _compiled_instance() -> type[WorkflowInstance]:
+    """The SDK's sandbox instance, entering the sandbox with compiled code (defined on first use,
+    so that an SDK without `_Instance` still imports this module and falls back)."""
+
+    class CompiledInstance(sdk_runner._Instance):
+        def _run_code(self, code: str, **extra_globals: Any) -> None:
+            super()._run_code(_compiled(code), **extra_globals)  # type: ignore[arg-type]  # exec takes code objects
+
+    return CompiledInstance
 
 
 @dataclass(frozen=True)
 class CompiledSandboxRunner(SandboxedWorkflowRunner):
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
-        return _CompiledInstance(det, self.runner_class, self.restrictions)
+        return _compiled_instance()(det, self.runner_class, self.restrictions)  # type: ignore[call-arg]
 
 
 def compiled_sandbox_runner(restrictions: SandboxRestrictions) -> SandboxedWorkflowRunner:
