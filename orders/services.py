@@ -219,9 +219,10 @@ def order_receive(
         with on_its_own():
             record_transition(**received)
     except IntegrityError:  # the event's order does not exist
-        Order.objects.get_or_create(
+        get_or_insert(
+            Order,
             id=order_id,
-            defaults={"items_json": items, "address_json": address, "payment_id": payment_id, "total": total},
+            defaults=lambda: {"items_json": items, "address_json": address, "payment_id": payment_id, "total": total},
         )
         record_transition(**received)
 
