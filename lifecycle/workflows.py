@@ -83,7 +83,7 @@ ORDER_STATE = SearchAttributeKey.for_keyword("OrderState")
 REST_BEFORE_PUBLISHING = timedelta(seconds=5)
 # States a happy order only passes through within one workflow task (the server sees search
 # attributes as a task ends): not written even once OrderState is set, unless the order comes to
-# rest in them (_publish_state).
+# rest in them (_resting_on).
 PASSING_STATES = frozenset({State.PAYMENT_CHARGED, State.SHIPPED})
 
 T = TypeVar("T")
